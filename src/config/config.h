@@ -1,0 +1,78 @@
+/* The configuration: one table of settings (config_table.c) drives the INI file, the DUCKGATE_*
+ * environment variables, the command-line flags, the defaults, `duckgate config check` and the
+ * help text. Precedence: flags > env > file > defaults.
+ *
+ * A loaded dg_config_t is immutable and may be read from any thread. Strings are owned by the
+ * config and released by dg_config_free. */
+#ifndef DG_CONFIG_H
+#define DG_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/rc.h"
+
+typedef struct dg_config {
+    /* serving */
+    char *data_dir;             /* data_dir / DUCKGATE_DATA_DIR / --data-dir; default "data" */
+    char *listen;               /* "host:port"; default "127.0.0.1:8080"; port 0 = any */
+    char *state_dir;            /* temp/spill and state; default "<data_dir>/.duckgate" */
+    int engines;                /* engine processes; default 2 */
+    int slots;                  /* concurrent queries per engine; default = CPU count */
+    int queue_len;              /* requests waiting for a slot before 503; default 64 */
+    int64_t queue_timeout_ms;   /* longest wait for a slot before 503; default 10000 */
+    int64_t timeout_ms;         /* default and ceiling of a query deadline; default 30000 */
+    int64_t kill_grace_ms;      /* engine killed this long after the deadline; default 2000 */
+    int64_t shutdown_timeout_ms;/* drain time on SIGTERM; default 10000 */
+    uint64_t max_body_bytes;    /* request body cap; default 1 MiB */
+    uint64_t max_sql_bytes;     /* SQL text cap; default 64 KiB */
+    uint64_t max_result_bytes;  /* single JSON document cap; default 64 MiB */
+    uint64_t max_rows;          /* row cap per result, 0 = none; default 0 */
+    /* resources */
+    uint64_t memory_limit;      /* DuckDB budget in bytes, all engines together; 0 = auto */
+    int threads;                /* DuckDB threads per instance; 0 = auto (CPU quota) */
+    uint64_t engine_as_limit;   /* RLIMIT_AS per engine in bytes; 0 = auto */
+    char *cgroup_root;          /* default "/sys/fs/cgroup" (tests point it at fake files) */
+    char *meminfo_path;         /* default "/proc/meminfo" */
+    /* logging */
+    char *log_level;            /* debug|info|warn|error; default info */
+} dg_config_t;
+
+/* Where a value came from, for `config check`. */
+typedef enum { DG_CFG_DEFAULT = 0, DG_CFG_FILE, DG_CFG_ENV, DG_CFG_FLAG } dg_config_source_t;
+
+/* Loads the configuration: defaults, then the INI file (path from --config or
+ * DUCKGATE_CONFIG, if any), then env (envp, NULL-terminated), then flags (argv[0] is the
+ * subcommand name; unknown flags are errors). On error fills err with "file:line: message" or
+ * "--flag: message" and returns DG_CONFIG; *cfg is then freed. Positional arguments are
+ * rejected unless out_rest is not NULL, in which case argv is permuted and *out_rest receives
+ * the index of the first positional argument. */
+dg_rc_t dg_config_load(dg_config_t *cfg, int argc, char **argv, char **envp, int *out_rest,
+                       dg_error_t *err);
+/* Releases the strings of cfg. NULL is allowed. */
+void dg_config_free(dg_config_t *cfg);
+/* Prints every setting as `name = value  # source` (secrets redacted) to f. */
+void dg_config_print(const dg_config_t *cfg, FILE *f);
+/* Prints the flags with their help text to f. */
+void dg_config_print_help(FILE *f);
+
+/* Resources seen by this process, after container limits. */
+typedef struct dg_resources {
+    uint64_t physical_bytes;   /* MemTotal */
+    uint64_t cgroup_bytes;     /* memory.max or memory.limit_in_bytes; 0 = unlimited */
+    uint64_t budget_bytes;     /* 80% of the smaller of the two, or the configured override */
+    double cpu_quota;          /* cores from cpu.max / cfs_quota; 0 = unlimited */
+    int cpus;                  /* online CPUs */
+    int threads;               /* DuckDB threads to use per instance */
+    const char *memory_source; /* "cgroup v2", "cgroup v1", "physical", "DUCKDB_MEMORY_LIMIT", "--memory-limit" */
+} dg_resources_t;
+
+/* Detects resources under cfg->cgroup_root / cfg->meminfo_path and applies overrides
+ * (cfg->memory_limit, DUCKDB_MEMORY_LIMIT in envp, cfg->threads). */
+dg_rc_t dg_resources_detect(const dg_config_t *cfg, char **envp, dg_resources_t *out,
+                            dg_error_t *err);
+/* Parses "8GB", "512MiB", "1.5G", "100000" (bytes) into bytes; false when malformed. */
+bool dg_parse_bytes(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,50 @@
+/* The frame protocol between the HTTP front and an engine process, one socketpair per slot
+ * (SOCK_STREAM). Every frame is an 8-byte header followed by `len` payload bytes:
+ *     uint32 len (little endian), uint8 type, uint8 flags, uint16 reserved (0)
+ * Front -> engine: REQ (JSON request, below), CANCEL (empty payload).
+ * Engine -> front, per request, in order: HEAD, DATA*, then END; or ERROR at any point (also
+ * after HEAD/DATA, meaning the stream failed mid-way). Nothing follows END or ERROR until the
+ * next REQ. A CANCEL that arrives after the engine finished is ignored.
+ *
+ * REQ payload (JSON object):
+ *   {"id":"<query id>","kind":"sql|admin|catalog|ping","db":"<name>","sql":"...",
+ *    "params":[...]|{...},"format":"json|ndjson|csv|...","timeout_ms":N,"max_rows":N,
+ *    "max_bytes":N,"queue_ms":N}
+ * HEAD payload (JSON): {"status":200,"content_type":"..."}
+ * DATA payload: response body bytes, at most DG_FRAME_MAX_PAYLOAD per frame.
+ * END payload (JSON): {"rows":N,"bytes":N,"truncated":bool,"queue_ms":..,"execute_ms":..,
+ *                      "encode_ms":..}
+ * ERROR payload (JSON): {"code":"<dg_rc name>","message":"..."} — HTTP status from the rc table.
+ * Thread-safe: pure functions over caller-owned buffers. */
+#ifndef DG_FRAME_H
+#define DG_FRAME_H
+
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/rc.h"
+
+#define DG_FRAME_HEADER_LEN 8u
+#define DG_FRAME_MAX_PAYLOAD (1u << 20)
+
+typedef enum dg_frame_type {
+    DG_FRAME_REQ = 1,
+    DG_FRAME_CANCEL = 2,
+    DG_FRAME_HEAD = 3,
+    DG_FRAME_DATA = 4,
+    DG_FRAME_END = 5,
+    DG_FRAME_ERROR = 6,
+} dg_frame_type_t;
+
+/* Writes one frame (header + payload) to fd, blocking until written. DG_IO/DG_CLIENT_GONE when
+ * the peer is gone; DG_INTERNAL when len > DG_FRAME_MAX_PAYLOAD. */
+dg_rc_t dg_frame_write(int fd, dg_frame_type_t type, const void *payload, uint32_t len);
+/* Reads one frame, replacing the contents of payload (its cap bounds the size). DG_PROTOCOL on
+ * EOF, a bad header or an unknown type; DG_IO on a read error. */
+dg_rc_t dg_frame_read(int fd, dg_frame_type_t *out_type, dg_buf_t *payload);
+/* Encodes/decodes the 8-byte header (exposed for tests and the fuzz target). */
+void dg_frame_header_encode(uint8_t out[DG_FRAME_HEADER_LEN], dg_frame_type_t type, uint32_t len);
+dg_rc_t dg_frame_header_decode(const uint8_t in[DG_FRAME_HEADER_LEN], dg_frame_type_t *out_type,
+                               uint32_t *out_len);
+
+#endif
