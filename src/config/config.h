@@ -75,4 +75,20 @@ dg_rc_t dg_resources_detect(const dg_config_t *cfg, char **envp, dg_resources_t 
 /* Parses "8GB", "512MiB", "1.5G", "100000" (bytes) into bytes; false when malformed. */
 bool dg_parse_bytes(const char *s, uint64_t *out);
 
+/* A servable database: a regular file `<name>.duckdb` directly inside the data directory. */
+typedef struct dg_dbfile {
+    char name[65];             /* validated name (dg_dbname_valid) */
+    char *path;                /* data_dir/name.duckdb; owned */
+    uint64_t size_bytes;
+} dg_dbfile_t;
+
+/* True for names of 1..64 bytes of [A-Za-z0-9_-] that do not start with '-' or '.': no path
+ * separators, no dots, no hidden files, nothing to escape in a URL. */
+bool dg_dbname_valid(const char *name, size_t len);
+/* Lists the servable databases of dir, sorted by name: regular files (not symlinks) named
+ * NAME.duckdb with a valid NAME. Other entries are skipped. *out (free with dg_dbfiles_free) may
+ * be empty. DG_IO when dir cannot be read (message names it). */
+dg_rc_t dg_datadir_scan(const char *dir, dg_dbfile_t **out, size_t *out_n, dg_error_t *err);
+void dg_dbfiles_free(dg_dbfile_t *files, size_t n);
+
 #endif

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Type ids use the same numbers as DuckDB's duckdb_type (src/db asserts this at compile time). */
+/* Type ids use the same numbers as DuckDB's type enum (src/db asserts this at compile time). */
 typedef enum dg_type_id {
     DG_TYPE_INVALID = 0,
     DG_TYPE_BOOLEAN = 1,      /* bool (1 byte) */

@@ -77,6 +77,10 @@ double dg_db_cursor_progress(dg_db_cursor_t *c);
 /* Destroys the result, prepared statement and connection. NULL is allowed. */
 void dg_db_cursor_free(dg_db_cursor_t *c);
 
+/* Runs every statement of a trusted SQL script (CLI `duckgate exec`, fixtures), discarding
+ * results. Not for untrusted input: no sandbox check. DG_SQL_ERROR with DuckDB's message. */
+dg_rc_t dg_db_exec(dg_db_t *db, const char *sql, dg_error_t *err);
+
 /* Appends the catalog of the database as a JSON object:
  * {"name":..,"tables":[{"schema":..,"name":..,"type":"table|view","row_count":N|null,
  *   "columns":[{"name":..,"type":..,"nullable":bool}]}]}
