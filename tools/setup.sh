@@ -67,5 +67,18 @@ install_duckdb() {
     log "DuckDB installed in $DEST"
 }
 
+install_test_readers() {
+    # apache-arrow (JavaScript) reads our Arrow IPC output in tests: an implementation we share
+    # no code with. Pinned by tests/js/package-lock.json (integrity hashes).
+    if [ -d tests/js/node_modules/apache-arrow ] &&
+        [ tests/js/node_modules/.package-lock.json -nt tests/js/package-lock.json ]; then
+        log "test readers present"
+        return
+    fi
+    log "installing test readers (npm ci in tests/js)"
+    (cd tests/js && npm ci --silent --no-audit --no-fund >/dev/null)
+}
+
 install_debs
 install_duckdb
+install_test_readers
