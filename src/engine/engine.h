@@ -43,12 +43,17 @@ bool dg_engines_ready(dg_engines_t *p);
  * DG_DRAINING when stopping. */
 dg_rc_t dg_engines_acquire(dg_engines_t *p, dg_slot_t **out, int *out_retry_after_s);
 /* Sends a REQ frame. The engine-side deadline comes from the request's timeout_ms; the front
- * kills the engine when no END/ERROR arrived by deadline_ms (monotonic ms) + kill grace. */
+ * kills the engine when no END/ERROR arrived by deadline_ms (monotonic ms) + kill grace
+ * (deadline_ms <= 0: never). One request at a time: read it to END/ERROR (or release the slot)
+ * before the next send. DG_ENGINE_FAILED when the engine is gone, DG_BODY_TOO_LARGE when len >
+ * DG_FRAME_MAX_PAYLOAD, DG_INTERNAL when the previous request was not finished. */
 dg_rc_t dg_slot_send(dg_slot_t *s, const char *req_json, size_t len, int64_t deadline_ms);
 /* Reads the next frame into payload. Waits at most until the kill deadline, also watching
  * client_fd (>= 0) for the client hanging up. Returns DG_OK with *out_type set;
- * DG_ENGINE_FAILED when the engine died (it is restarted); DG_TIMEOUT when the engine had to be
- * killed at the deadline; DG_CLIENT_GONE when client_fd hung up (a CANCEL was sent). */
+ * DG_ENGINE_FAILED when the engine died (it is restarted) or broke the protocol; DG_TIMEOUT when
+ * the engine had to be killed at the deadline; DG_CLIENT_GONE when client_fd hung up (a CANCEL
+ * was sent; release the slot, which drains the rest). payload's cap must be at least
+ * DG_FRAME_MAX_PAYLOAD: a larger frame is a protocol error that costs the engine its life. */
 dg_rc_t dg_slot_read(dg_slot_t *s, int client_fd, dg_frame_type_t *out_type, dg_buf_t *payload);
 /* Sends CANCEL (idempotent). */
 void dg_slot_cancel(dg_slot_t *s);

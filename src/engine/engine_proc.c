@@ -1,0 +1,982 @@
+/* The engine process (`duckgate engine`): the only process that runs DuckDB.
+ *
+ * Started by the pool (engine_pool.c) with the control socket on DG_ENGINE__CTL_FD and one
+ * socket per slot from DG_ENGINE__SLOT_FD0 on. It reads an init JSON from the control socket,
+ * opens every database read-only, answers {"ok":true} (or {"ok":false,"error":...}) and then
+ * serves requests: one thread per slot runs REQ -> HEAD, DATA*, END | ERROR (engine/frame.h).
+ * It exits when the control socket closes (the front died or is stopping); PR_SET_PDEATHSIG
+ * set before exec covers a front that dies without closing it.
+ *
+ * Threads and invariants:
+ * - A slot thread owns its socket for reading while the slot is idle and for writing always.
+ * - The watcher thread reads a slot's socket only while the slot is busy and only while it holds
+ *   the slot mutex. The slot thread clears `busy` under that mutex before it writes END/ERROR,
+ *   and the front sends the next REQ only after END/ERROR, so the watcher can only ever see
+ *   CANCEL frames: it never consumes a REQ.
+ * - The watcher touches a cursor only under the slot mutex, and the slot thread unpublishes the
+ *   cursor under that mutex before freeing it, so an interrupt never hits a freed cursor.
+ * - A blocking frame write is the backpressure: the next chunk is fetched only after the bytes
+ *   of the previous one were written to the socket. */
+#include "engine/engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/dgtime.h"
+#include "core/ioutil.h"
+#include "core/log.h"
+#include "db/db.h"
+#include "enc/enc.h"
+#include "engine/engine_int.h"
+
+#define MOD "engine"
+/* Streaming formats flush after every batch; a batch's bytes are capped so a pathological row
+ * cannot grow the buffer without bound. */
+#define STREAM_BUF_CAP ((size_t)256 << 20)
+/* Cap of a single JSON document when the request did not say (the front always does). */
+#define DEFAULT_MAX_BYTES ((size_t)64 << 20)
+/* The watcher wakes at least this often to check deadlines. */
+#define WATCH_TICK_MS 50
+/* An interrupt is repeated this often until the slot returns (DuckDB may miss one that lands
+ * between two tasks). */
+#define INTERRUPT_REPEAT_MS 100
+
+typedef struct served_db {
+    char *name;
+    dg_db_t *db;
+} served_db_t;
+
+typedef struct eproc eproc_t;
+
+typedef struct eslot {
+    eproc_t *proc;
+    int idx;
+    int fd;
+    pthread_t thread;
+    pthread_mutex_t mu;        /* guards the fields below */
+    bool busy;                 /* a REQ is being served; the watcher may read CANCELs */
+    bool peer_gone;            /* the front closed this slot */
+    dg_db_cursor_t *cursor;    /* the running query's cursor, or NULL */
+    int64_t deadline_ms;       /* monotonic; < 0 = none */
+    dg_rc_t stop_reason;       /* DG_OK, or DG_TIMEOUT/DG_CANCELLED once the query must stop */
+    _Atomic int start_stop;    /* stop_reason mirrored for dg_db_query_start (no cursor yet) */
+    int64_t last_interrupt_ms; /* when the cursor was last interrupted */
+} eslot_t;
+
+struct eproc {
+    int index;
+    served_db_t *dbs;
+    size_t n_dbs;
+    eslot_t *slots;
+    int n_slots;
+};
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+    if (!s || !*s) {
+        return false;
+    }
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static double ms_since(int64_t t0_us, int64_t t1_us)
+{
+    return (double)(t1_us - t0_us) / 1000.0;
+}
+
+/* Creates dir and its parents (mode 0700: temp files may hold query data). */
+static int mkdir_p(const char *dir)
+{
+    char tmp[PATH_MAX];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(tmp, dir, len + 1);
+    for (size_t i = 1; i < len; i++) {
+        if (tmp[i] == '/') {
+            tmp[i] = '\0';
+            if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            tmp[i] = '/';
+        }
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+        return -1;
+    }
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    if (ftw->level == 0) {
+        return 0; /* keep the directory itself */
+    }
+    if (remove(path) != 0) {
+        DG_LOGW(MOD, "cannot remove stale temp file path=%s err=%s", path, strerror(errno));
+    }
+    return 0;
+}
+
+/* Empties dir (a previous engine's spill files are garbage once it is dead). */
+static void empty_dir(const char *dir)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- frames out ------------------------------------------------------------------------- */
+
+/* Marks the slot idle. Called right before END/ERROR is written (see the file header). */
+static void slot_set_idle(eslot_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->busy = false;
+    s->deadline_ms = -1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static dg_rc_t send_frame(eslot_t *s, dg_frame_type_t type, const char *p, size_t len)
+{
+    dg_rc_t rc = dg_frame_write(s->fd, type, p, (uint32_t)len);
+    if (rc != DG_OK) {
+        /* The front closed the slot (it restarts or stops): nobody will read the rest. */
+        pthread_mutex_lock(&s->mu);
+        s->peer_gone = true;
+        pthread_mutex_unlock(&s->mu);
+    }
+    return rc;
+}
+
+/* Sends out's bytes as DATA frames of at most DG_FRAME_MAX_PAYLOAD and empties out. */
+static dg_rc_t send_data(eslot_t *s, dg_buf_t *out, uint64_t *bytes_sent)
+{
+    size_t off = 0;
+    while (off < out->len) {
+        size_t n = out->len - off;
+        if (n > DG_FRAME_MAX_PAYLOAD) {
+            n = DG_FRAME_MAX_PAYLOAD;
+        }
+        dg_rc_t rc = send_frame(s, DG_FRAME_DATA, out->p + off, n);
+        if (rc != DG_OK) {
+            return rc;
+        }
+        off += n;
+    }
+    *bytes_sent += off;
+    dg_buf_reset(out);
+    return DG_OK;
+}
+
+static void send_error(eslot_t *s, dg_rc_t code, const char *message)
+{
+    dg_buf_t b;
+    dg_buf_init(&b, 4096);
+    if (!message || !*message) {
+        message = dg_rc_message(code);
+    }
+    /* The message is bounded by dg_error_t (512 bytes), so this cannot pass the cap. */
+    dg_buf_puts(&b, "{\"code\":");
+    dg_buf_json_str(&b, dg_rc_name(code), strlen(dg_rc_name(code)));
+    dg_buf_puts(&b, ",\"message\":");
+    dg_buf_json_str(&b, message, strlen(message));
+    dg_buf_putc(&b, '}');
+    slot_set_idle(s);
+    send_frame(s, DG_FRAME_ERROR, b.p ? b.p : "{}", b.p ? b.len : 2);
+    dg_buf_free(&b);
+}
+
+typedef struct timings {
+    int64_t recv_us;   /* REQ receipt */
+    double queue_ms;   /* from the front: time spent waiting for a slot */
+    double execute_ms; /* inside DuckDB (start + fetches) */
+    double encode_ms;  /* inside the encoder */
+} timings_t;
+
+static dg_rc_t send_head(eslot_t *s, const char *content_type, const timings_t *t)
+{
+    dg_buf_t b;
+    dg_buf_init(&b, 4096);
+    dg_buf_puts(&b, "{\"status\":200,\"content_type\":");
+    dg_buf_json_str(&b, content_type, strlen(content_type));
+    dg_rc_t rc = dg_buf_printf(&b, ",\"queue_ms\":%.3f,\"execute_ms\":%.3f,\"encode_ms\":%.3f}",
+                               t->queue_ms, t->execute_ms, t->encode_ms);
+    if (rc == DG_OK) {
+        rc = send_frame(s, DG_FRAME_HEAD, b.p, b.len);
+    }
+    dg_buf_free(&b);
+    return rc;
+}
+
+static void send_end(eslot_t *s, uint64_t rows, uint64_t bytes, bool truncated, const timings_t *t)
+{
+    char end[512];
+    int n = snprintf(end, sizeof end,
+                     "{\"rows\":%llu,\"bytes\":%llu,\"truncated\":%s,\"queue_ms\":%.3f,"
+                     "\"execute_ms\":%.3f,\"encode_ms\":%.3f}",
+                     (unsigned long long)rows, (unsigned long long)bytes,
+                     truncated ? "true" : "false", t->queue_ms, t->execute_ms, t->encode_ms);
+    slot_set_idle(s);
+    if (n > 0 && (size_t)n < sizeof end) {
+        send_frame(s, DG_FRAME_END, end, (size_t)n);
+    }
+}
+
+/* ---- cursor publication (slot thread side) ----------------------------------------------- */
+
+static void publish_cursor(eslot_t *s, dg_db_cursor_t *c)
+{
+    pthread_mutex_lock(&s->mu);
+    s->cursor = c;
+    /* The deadline or a CANCEL may have come while dg_db_query_start ran. */
+    if (c && s->stop_reason != DG_OK) {
+        dg_db_cursor_interrupt(c, s->stop_reason);
+        s->last_interrupt_ms = dg_now_ms();
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void release_cursor(eslot_t *s, dg_db_cursor_t **c)
+{
+    if (!*c) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->cursor = NULL;
+    pthread_mutex_unlock(&s->mu);
+    dg_db_cursor_free(*c);
+    *c = NULL;
+}
+
+static dg_rc_t stop_reason(eslot_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    dg_rc_t r = s->stop_reason;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+/* ---- requests --------------------------------------------------------------------------- */
+
+typedef struct req {
+    const char *id;
+    const char *kind;
+    const char *db;
+    const char *sql;
+    size_t sql_len;
+    char *params; /* owned (json_dumps) or NULL */
+    const char *format;
+    int64_t timeout_ms;
+    uint64_t max_rows;
+    uint64_t max_bytes;
+    double queue_ms;
+} req_t;
+
+static const char *json_str_or(json_t *o, const char *key, const char *dflt)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : dflt;
+}
+
+static int64_t json_int_or(json_t *o, const char *key, int64_t dflt)
+{
+    json_t *v = json_object_get(o, key);
+    if (json_is_integer(v)) {
+        return (int64_t)json_integer_value(v);
+    }
+    if (json_is_real(v)) {
+        return (int64_t)json_real_value(v);
+    }
+    return dflt;
+}
+
+static served_db_t *find_db(eproc_t *e, const char *name)
+{
+    for (size_t i = 0; name && i < e->n_dbs; i++) {
+        if (strcmp(e->dbs[i].name, name) == 0) {
+            return &e->dbs[i];
+        }
+    }
+    return NULL;
+}
+
+static void run_catalog(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    dg_buf_t out;
+    dg_buf_init(&out, r->max_bytes ? (size_t)r->max_bytes : DEFAULT_MAX_BYTES);
+    uint64_t sent = 0;
+    int64_t t0 = dg_now_us();
+    dg_rc_t rc = dg_db_catalog_json(sdb->db, &out, &err);
+    t->execute_ms = ms_since(t0, dg_now_us());
+    if (rc != DG_OK) {
+        send_error(s, rc, err.msg);
+        goto out;
+    }
+    rc = send_head(s, "application/json", t);
+    if (rc == DG_OK) {
+        rc = send_data(s, &out, &sent);
+    }
+    if (rc == DG_OK) {
+        send_end(s, 0, sent, false, t);
+    }
+out:
+    dg_buf_free(&out);
+}
+
+/* Runs one SQL request and answers it. Every path ends with END or ERROR (unless the front is
+ * gone, in which case nobody listens). */
+static void run_sql(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    dg_db_cursor_t *cur = NULL;
+    dg_enc_t *enc = NULL;
+    dg_buf_t out;
+    uint64_t rows = 0, sent = 0;
+    bool truncated = false, head_sent = false;
+    dg_rc_t rc;
+
+    int fmt = dg_format_parse(r->format ? r->format : "json");
+    bool is_doc = fmt == DG_FMT_JSON;
+    size_t max_bytes = r->max_bytes ? (size_t)r->max_bytes : DEFAULT_MAX_BYTES;
+    if (is_doc) {
+        dg_buf_init_rc(&out, max_bytes, DG_RESULT_TOO_LARGE);
+    } else {
+        dg_buf_init_rc(&out, STREAM_BUF_CAP, DG_RESOURCE_EXHAUSTED);
+    }
+    if (fmt < 0) {
+        rc = dg_error_set(&err, DG_NOT_ACCEPTABLE, "unknown format '%s'", r->format);
+        goto fail;
+    }
+    if (!r->sql) {
+        rc = dg_error_set(&err, DG_MISSING_SQL, "the request has no sql");
+        goto fail;
+    }
+
+    dg_db_query_t q = {
+        .sql = r->sql,
+        .sql_len = r->sql_len,
+        .params_json = r->params,
+        .params_len = r->params ? strlen(r->params) : 0,
+        .mode = strcmp(r->kind, "admin") == 0 ? DG_DB_MODE_ADMIN : DG_DB_MODE_READONLY_SQL,
+        .interrupt = &s->start_stop,
+    };
+    int64_t t0 = dg_now_us();
+    rc = dg_db_query_start(sdb->db, &q, &cur, &err);
+    t->execute_ms += ms_since(t0, dg_now_us());
+    publish_cursor(s, cur);
+    if (rc != DG_OK) {
+        goto fail;
+    }
+
+    dg_enc_opts_t eo = {.query_id = r->id};
+    rc = dg_enc_new((dg_format_t)fmt, dg_db_cursor_schema(cur), &eo, &enc);
+    if (rc != DG_OK) {
+        dg_error_set(&err, rc, "cannot encode format %s", dg_format_name((dg_format_t)fmt));
+        goto fail;
+    }
+    t0 = dg_now_us();
+    rc = dg_enc_begin(enc, &out);
+    t->encode_ms += ms_since(t0, dg_now_us());
+    if (rc != DG_OK) {
+        goto fail;
+    }
+
+    for (;;) {
+        rc = stop_reason(s);
+        if (rc != DG_OK) {
+            goto fail;
+        }
+        const dg_batch_t *batch = NULL;
+        t0 = dg_now_us();
+        rc = dg_db_cursor_next(cur, &batch, &err);
+        t->execute_ms += ms_since(t0, dg_now_us());
+        if (rc != DG_OK) {
+            goto fail;
+        }
+        if (!batch) {
+            break;
+        }
+        uint64_t n = batch->n_rows;
+        if (r->max_rows && rows + n > r->max_rows) {
+            /* The cap cuts this batch, or the previous batch ended exactly at the cap and this
+             * one proves there were more rows. Either way: stop fetching. */
+            n = r->max_rows - rows;
+            truncated = true;
+        }
+        if (n > 0) {
+            t0 = dg_now_us();
+            rc = dg_enc_batch(enc, batch, n, &out);
+            t->encode_ms += ms_since(t0, dg_now_us());
+            rows += n;
+            if (rc != DG_OK) {
+                goto fail;
+            }
+        }
+        if (!is_doc && out.len > 0) {
+            if (!head_sent) {
+                /* Headers are committed only once the first batch is encoded, so a query
+                 * that fails early still gets a real HTTP error status. */
+                rc = send_head(s, dg_format_content_type((dg_format_t)fmt), t);
+                if (rc != DG_OK) {
+                    goto gone;
+                }
+                head_sent = true;
+            }
+            rc = send_data(s, &out, &sent);
+            if (rc != DG_OK) {
+                goto gone;
+            }
+        }
+        if (truncated) {
+            break;
+        }
+    }
+    /* Done fetching: free the cursor (and DuckDB's result) before the last bytes go out. */
+    release_cursor(s, &cur);
+
+    dg_enc_summary_t sum = {
+        .rows = rows,
+        .bytes = sent + out.len,
+        .truncated = truncated,
+        .queue_ms = t->queue_ms,
+        .execute_ms = t->execute_ms,
+        .encode_ms = t->encode_ms,
+        .elapsed_ms = ms_since(t->recv_us, dg_now_us()) + t->queue_ms,
+    };
+    t0 = dg_now_us();
+    rc = dg_enc_end(enc, &sum, &out);
+    t->encode_ms += ms_since(t0, dg_now_us());
+    if (rc != DG_OK) {
+        goto fail;
+    }
+    if (!head_sent) {
+        rc = send_head(s, dg_format_content_type((dg_format_t)fmt), t);
+        if (rc != DG_OK) {
+            goto gone;
+        }
+        head_sent = true;
+    }
+    rc = send_data(s, &out, &sent);
+    if (rc != DG_OK) {
+        goto gone;
+    }
+    send_end(s, rows, sent, truncated, t);
+    goto out;
+
+fail:
+    release_cursor(s, &cur);
+    {
+        /* An interrupted query reports why it was interrupted, whatever DuckDB called it. */
+        dg_rc_t why = stop_reason(s);
+        if (why != DG_OK && rc != why) {
+            rc = why;
+            dg_error_clear(&err);
+            dg_error_set(&err, why, "%s", dg_rc_message(why));
+        }
+    }
+    if (rc == DG_RESULT_TOO_LARGE) {
+        dg_error_clear(&err);
+        dg_error_set(&err, rc,
+                     "the result is larger than %zu bytes, the cap for one JSON document; "
+                     "use format=ndjson (or csv) to stream large results",
+                     max_bytes);
+    }
+    if (err.rc == DG_OK) {
+        dg_error_set(&err, rc, "%s", dg_rc_message(rc));
+    }
+    if (head_sent) {
+        /* Drop a half-encoded batch, then end the body with the format's in-band marker so a
+         * client that reads only the body still sees the failure. */
+        dg_buf_reset(&out);
+        if (enc && dg_enc_fail(enc, rc, err.msg, &out) == DG_OK && out.len > 0) {
+            if (send_data(s, &out, &sent) != DG_OK) {
+                goto gone;
+            }
+        }
+    }
+    send_error(s, rc, err.msg);
+    goto out;
+
+gone:
+    /* The front closed the slot: nothing more can be said on it. */
+    release_cursor(s, &cur);
+    slot_set_idle(s);
+
+out:
+    dg_enc_free(enc);
+    dg_buf_free(&out);
+}
+
+static void handle_req(eslot_t *s, const dg_buf_t *payload)
+{
+    timings_t t = {.recv_us = dg_now_us()};
+    req_t r = {0};
+    json_error_t jerr;
+    json_t *root = json_loadb(payload->p, payload->len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (root && json_is_object(root)) {
+        r.id = json_str_or(root, "id", "");
+        r.kind = json_str_or(root, "kind", "sql");
+        r.db = json_str_or(root, "db", NULL);
+        json_t *sql = json_object_get(root, "sql");
+        r.sql = json_string_value(sql);
+        r.sql_len = r.sql ? json_string_length(sql) : 0;
+        r.format = json_str_or(root, "format", "json");
+        r.timeout_ms = json_int_or(root, "timeout_ms", 0);
+        int64_t v = json_int_or(root, "max_rows", 0);
+        r.max_rows = v > 0 ? (uint64_t)v : 0;
+        v = json_int_or(root, "max_bytes", 0);
+        r.max_bytes = v > 0 ? (uint64_t)v : 0;
+        r.queue_ms = (double)json_int_or(root, "queue_ms", 0);
+        t.queue_ms = r.queue_ms;
+    }
+
+    /* The deadline runs from REQ receipt; the front added its queue time to its own deadline. */
+    pthread_mutex_lock(&s->mu);
+    s->busy = true;
+    s->stop_reason = DG_OK;
+    atomic_store(&s->start_stop, 0);
+    s->last_interrupt_ms = 0;
+    s->deadline_ms = r.timeout_ms > 0 ? t.recv_us / 1000 + r.timeout_ms : -1;
+    pthread_mutex_unlock(&s->mu);
+
+    if (!root || !json_is_object(root)) {
+        send_error(s, DG_BAD_JSON, "the engine request is not a JSON object");
+        goto out;
+    }
+    json_t *params = json_object_get(root, "params");
+    if (params && (json_is_array(params) || json_is_object(params))) {
+        r.params = json_dumps(params, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!r.params) {
+            send_error(s, DG_NOMEM, NULL);
+            goto out;
+        }
+    } else if (params && !json_is_null(params)) {
+        send_error(s, DG_BAD_PARAMS, "params must be an array or an object");
+        goto out;
+    }
+
+    if (strcmp(r.kind, "ping") == 0) {
+        send_end(s, 0, 0, false, &t);
+        goto out;
+    }
+    served_db_t *sdb = find_db(s->proc, r.db);
+    if (!sdb) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "unknown database '%.64s'", r.db ? r.db : "");
+        send_error(s, DG_UNKNOWN_DB, msg);
+        goto out;
+    }
+    if (strcmp(r.kind, "catalog") == 0) {
+        run_catalog(s, &r, sdb, &t);
+    } else if (strcmp(r.kind, "sql") == 0 || strcmp(r.kind, "admin") == 0) {
+        run_sql(s, &r, sdb, &t);
+    } else {
+        send_error(s, DG_BAD_REQUEST, "unknown request kind");
+    }
+
+out:
+    free(r.params);
+    json_decref(root);
+}
+
+static void *slot_main(void *arg)
+{
+    eslot_t *s = arg;
+    dg_buf_t req;
+    dg_buf_init_rc(&req, DG_ENGINE__MAX_REQ, DG_PROTOCOL);
+    for (;;) {
+        dg_frame_type_t type;
+        dg_rc_t rc = dg_frame_read(s->fd, &type, &req);
+        if (rc != DG_OK) {
+            /* EOF: the front dropped this slot; anything else leaves the stream unusable. */
+            if (rc != DG_PROTOCOL) {
+                DG_LOGW(MOD, "slot read failed engine=%d slot=%d rc=%s", s->proc->index, s->idx,
+                        dg_rc_name(rc));
+            }
+            break;
+        }
+        if (type == DG_FRAME_CANCEL) {
+            continue; /* a CANCEL that crossed our END/ERROR: nothing to cancel */
+        }
+        if (type != DG_FRAME_REQ) {
+            DG_LOGW(MOD, "unexpected frame engine=%d slot=%d type=%d", s->proc->index, s->idx,
+                    (int)type);
+            continue;
+        }
+        handle_req(s, &req);
+        pthread_mutex_lock(&s->mu);
+        bool gone = s->peer_gone;
+        pthread_mutex_unlock(&s->mu);
+        if (gone) {
+            break;
+        }
+    }
+    dg_buf_free(&req);
+    return NULL;
+}
+
+/* ---- the watcher ------------------------------------------------------------------------- */
+
+/* Records why the running query must stop (first reason wins). Called with s->mu held. */
+static void set_stop(eslot_t *s, dg_rc_t reason)
+{
+    if (s->stop_reason == DG_OK) {
+        s->stop_reason = reason;
+        /* A query still inside dg_db_query_start polls this between execution tasks. */
+        atomic_store(&s->start_stop, (int)reason);
+    }
+}
+
+/* Consumes what the front sent on a busy slot: CANCEL frames (anything else is a protocol
+ * violation and is dropped). Called with s->mu held. */
+static void watcher_read(eslot_t *s, int64_t now)
+{
+    uint8_t hdr[DG_FRAME_HEADER_LEN];
+    ssize_t n = recv(s->fd, hdr, sizeof hdr, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        return;
+    }
+    if (n <= 0) {
+        /* EOF or error: the front dropped the slot. Stop the query; nobody reads its bytes. */
+        s->peer_gone = true;
+        set_stop(s, DG_CANCELLED);
+        goto interrupt;
+    }
+    /* The front writes a frame with one send, so a short read is rare; finish it. */
+    if ((size_t)n < sizeof hdr && dg_read_all(s->fd, hdr + n, sizeof hdr - (size_t)n) != DG_OK) {
+        s->peer_gone = true;
+        set_stop(s, DG_CANCELLED);
+        goto interrupt;
+    }
+    dg_frame_type_t type;
+    uint32_t len;
+    if (dg_frame_header_decode(hdr, &type, &len) != DG_OK) {
+        DG_LOGE(MOD, "bad frame from the front engine=%d slot=%d", s->proc->index, s->idx);
+        s->peer_gone = true;
+        set_stop(s, DG_CANCELLED);
+        goto interrupt;
+    }
+    while (len > 0) {
+        char junk[4096];
+        size_t k = len < sizeof junk ? len : sizeof junk;
+        if (dg_read_all(s->fd, junk, k) != DG_OK) {
+            s->peer_gone = true;
+            set_stop(s, DG_CANCELLED);
+            goto interrupt;
+        }
+        len -= (uint32_t)k;
+    }
+    if (type != DG_FRAME_CANCEL) {
+        DG_LOGE(MOD, "frame type %d while busy dropped engine=%d slot=%d", (int)type,
+                s->proc->index, s->idx);
+        return;
+    }
+    set_stop(s, DG_CANCELLED);
+interrupt:
+    if (s->cursor && s->stop_reason != DG_OK) {
+        dg_db_cursor_interrupt(s->cursor, s->stop_reason);
+        s->last_interrupt_ms = now;
+    }
+}
+
+static void *watcher_main(void *arg)
+{
+    eproc_t *e = arg;
+    struct pollfd *pfd = calloc((size_t)e->n_slots, sizeof *pfd);
+    int *which = calloc((size_t)e->n_slots, sizeof *which);
+    if (!pfd || !which) {
+        DG_LOGE(MOD, "watcher: out of memory; deadlines are enforced by the front only");
+        free(pfd);
+        free(which);
+        return NULL;
+    }
+    for (;;) {
+        int n = 0;
+        int64_t now = dg_now_ms();
+        for (int i = 0; i < e->n_slots; i++) {
+            eslot_t *s = &e->slots[i];
+            pthread_mutex_lock(&s->mu);
+            if (s->busy) {
+                if (s->deadline_ms >= 0 && now >= s->deadline_ms) {
+                    set_stop(s, DG_TIMEOUT);
+                }
+                /* Repeat the interrupt until the slot returns: one that lands between two
+                 * DuckDB tasks can be lost. */
+                if (s->stop_reason != DG_OK && s->cursor &&
+                    now - s->last_interrupt_ms >= INTERRUPT_REPEAT_MS) {
+                    dg_db_cursor_interrupt(s->cursor, s->stop_reason);
+                    s->last_interrupt_ms = now;
+                }
+                if (!s->peer_gone) {
+                    pfd[n].fd = s->fd;
+                    pfd[n].events = POLLIN;
+                    pfd[n].revents = 0;
+                    which[n++] = i;
+                }
+            }
+            pthread_mutex_unlock(&s->mu);
+        }
+        int k = poll(pfd, (nfds_t)n, WATCH_TICK_MS);
+        if (k <= 0) {
+            continue;
+        }
+        now = dg_now_ms();
+        for (int j = 0; j < n; j++) {
+            if (!(pfd[j].revents & (POLLIN | POLLHUP | POLLERR))) {
+                continue;
+            }
+            eslot_t *s = &e->slots[which[j]];
+            pthread_mutex_lock(&s->mu);
+            if (s->busy && !s->peer_gone) {
+                watcher_read(s, now);
+            }
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
+    return NULL;
+}
+
+/* ---- start-up ---------------------------------------------------------------------------- */
+
+static void ctl_reply(int ctl_fd, bool ok, const char *error)
+{
+    dg_buf_t b;
+    dg_buf_init(&b, 4096);
+    if (ok) {
+        dg_buf_printf(&b, "{\"ok\":true,\"pid\":%ld}", (long)getpid());
+    } else {
+        dg_buf_puts(&b, "{\"ok\":false,\"error\":");
+        dg_buf_json_str(&b, error, strlen(error));
+        dg_buf_putc(&b, '}');
+    }
+    if (b.p) {
+        dg_frame_write(ctl_fd, DG_FRAME_END, b.p, (uint32_t)b.len);
+    }
+    dg_buf_free(&b);
+}
+
+/* Opens the databases listed in the init JSON. On failure fills err with a message for the
+ * operator (the pool logs it and fails start). */
+static dg_rc_t open_databases(eproc_t *e, json_t *init, dg_error_t *err)
+{
+    json_t *dbs = json_object_get(init, "databases");
+    uint64_t mem = (uint64_t)json_int_or(init, "memory_limit", 0);
+    uint64_t max_temp = (uint64_t)json_int_or(init, "max_temp_bytes", 0);
+    int threads = (int)json_int_or(init, "threads", 1);
+    const char *temp_dir = json_str_or(init, "temp_dir", NULL);
+    bool have_temp = false;
+
+    if (!json_is_array(dbs)) {
+        return dg_error_set(err, DG_PROTOCOL, "init: databases is not an array");
+    }
+    if (temp_dir && *temp_dir) {
+        if (mkdir_p(temp_dir) == 0) {
+            empty_dir(temp_dir);
+            have_temp = true;
+        } else {
+            /* Serving works without spilling; large sorts/joins then fail at memory_limit. */
+            DG_LOGW(MOD, "no temp directory, spilling disabled path=%s err=%s", temp_dir,
+                    strerror(errno));
+        }
+    }
+    e->n_dbs = 0;
+    e->dbs = calloc(json_array_size(dbs) + 1, sizeof *e->dbs);
+    if (!e->dbs) {
+        return dg_error_set(err, DG_NOMEM, "init: out of memory");
+    }
+    size_t i;
+    json_t *d;
+    json_array_foreach(dbs, i, d)
+    {
+        const char *name = json_str_or(d, "name", NULL);
+        const char *path = json_str_or(d, "path", NULL);
+        if (!name || !path) {
+            return dg_error_set(err, DG_PROTOCOL, "init: database without name or path");
+        }
+        char tdir[PATH_MAX];
+        const char *tdir_p = NULL;
+        /* One temp directory per instance: two DuckDB instances must not share spill files. */
+        if (have_temp && snprintf(tdir, sizeof tdir, "%s/%s", temp_dir, name) < (int)sizeof tdir &&
+            mkdir_p(tdir) == 0) {
+            tdir_p = tdir;
+        }
+        dg_db_opts_t o = {
+            .path = path,
+            .name = name,
+            .read_only = true,
+            .memory_limit = mem,
+            .max_temp_bytes = max_temp,
+            .threads = threads,
+            .temp_dir = tdir_p,
+        };
+        dg_error_t derr;
+        dg_error_clear(&derr);
+        dg_db_t *db = NULL;
+        dg_rc_t rc = dg_db_open(&o, &db, &derr);
+        if (rc != DG_OK) {
+            return dg_error_set(err, rc, "database %s: %s", name,
+                                derr.msg[0] ? derr.msg : dg_rc_message(rc));
+        }
+        e->dbs[e->n_dbs].name = strdup(name);
+        e->dbs[e->n_dbs].db = db;
+        e->n_dbs++;
+        if (!e->dbs[e->n_dbs - 1].name) {
+            return dg_error_set(err, DG_NOMEM, "init: out of memory");
+        }
+    }
+    return DG_OK;
+}
+
+static void usage_exit(const char *why)
+{
+    DG_LOGE(MOD, "bad engine command line: %s (this subcommand is started by `serve`)", why);
+    _exit(2);
+}
+
+int dg_engine_main(int argc, char **argv)
+{
+    long ctl_fd = -1, slot_fd0 = -1, n_slots = -1, index = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true;
+        if (strcmp(a, "engine") == 0) {
+            continue; /* accept argv as `prog engine ...` as well as `engine ...` */
+        } else if (strcmp(a, "--ctl-fd") == 0) {
+            ok = parse_int(v, 0, INT_MAX, &ctl_fd);
+        } else if (strcmp(a, "--slot-fd0") == 0) {
+            ok = parse_int(v, 0, INT_MAX, &slot_fd0);
+        } else if (strcmp(a, "--slots") == 0) {
+            ok = parse_int(v, 1, 4096, &n_slots);
+        } else if (strcmp(a, "--index") == 0) {
+            ok = parse_int(v, 0, 4096, &index);
+        } else {
+            usage_exit(a);
+        }
+        if (!ok) {
+            usage_exit(a);
+        }
+        i++;
+    }
+    if (ctl_fd < 0 || slot_fd0 < 0 || n_slots < 1) {
+        usage_exit("--ctl-fd, --slot-fd0 and --slots are required");
+    }
+
+    /* Writes to a dropped slot must fail with EPIPE, not kill the engine; Ctrl-C in a terminal
+     * reaches the whole process group, and the front decides when engines stop. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    char title[16];
+    snprintf(title, sizeof title, "dg-engine-%ld", index);
+    prctl(PR_SET_NAME, title); /* what top and /proc/<pid>/comm show */
+
+    dg_buf_t ib;
+    dg_buf_init_rc(&ib, DG_ENGINE__MAX_INIT, DG_PROTOCOL);
+    dg_frame_type_t type;
+    dg_error_t err;
+    dg_error_clear(&err);
+    eproc_t e = {.index = (int)index, .n_slots = (int)n_slots};
+    json_t *init = NULL;
+
+    dg_rc_t rc = dg_frame_read((int)ctl_fd, &type, &ib);
+    if (rc != DG_OK || type != DG_FRAME_REQ) {
+        DG_LOGE(MOD, "no init message on the control socket engine=%ld", index);
+        _exit(2);
+    }
+    json_error_t jerr;
+    init = json_loadb(ib.p, ib.len, 0, &jerr);
+    dg_buf_free(&ib);
+    if (!init || !json_is_object(init)) {
+        ctl_reply((int)ctl_fd, false, "init: not a JSON object");
+        _exit(2);
+    }
+    const char *lvl = json_str_or(init, "log_level", NULL);
+    if (lvl && dg_log_level_parse(lvl) >= 0) {
+        dg_log_set_level((dg_log_level_t)dg_log_level_parse(lvl));
+    }
+    rc = open_databases(&e, init, &err);
+    if (rc != DG_OK) {
+        DG_LOGE(MOD, "engine %ld cannot start: %s", index, err.msg);
+        ctl_reply((int)ctl_fd, false, err.msg);
+        _exit(1);
+    }
+    json_decref(init);
+
+    e.slots = calloc((size_t)e.n_slots, sizeof *e.slots);
+    if (!e.slots) {
+        ctl_reply((int)ctl_fd, false, "out of memory");
+        _exit(1);
+    }
+    for (int i = 0; i < e.n_slots; i++) {
+        eslot_t *s = &e.slots[i];
+        s->proc = &e;
+        s->idx = i;
+        s->fd = (int)slot_fd0 + i;
+        s->deadline_ms = -1;
+        pthread_mutex_init(&s->mu, NULL);
+        /* Later execs (none today) must not inherit the slots. */
+        fcntl(s->fd, F_SETFD, FD_CLOEXEC);
+    }
+    fcntl((int)ctl_fd, F_SETFD, FD_CLOEXEC);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (int i = 0; i < e.n_slots; i++) {
+        if (pthread_create(&e.slots[i].thread, &attr, slot_main, &e.slots[i]) != 0) {
+            ctl_reply((int)ctl_fd, false, "cannot create slot threads");
+            _exit(1);
+        }
+    }
+    pthread_t watcher;
+    if (pthread_create(&watcher, &attr, watcher_main, &e) != 0) {
+        ctl_reply((int)ctl_fd, false, "cannot create the watcher thread");
+        _exit(1);
+    }
+    pthread_attr_destroy(&attr);
+    DG_LOGI(MOD, "engine up index=%ld pid=%ld databases=%zu slots=%d", index, (long)getpid(),
+            e.n_dbs, e.n_slots);
+    ctl_reply((int)ctl_fd, true, NULL);
+
+    /* The control socket carries nothing after init: EOF means the front is gone or stopping.
+     * Exit at once; the databases are read-only, so there is nothing to flush. */
+    for (;;) {
+        char c;
+        ssize_t n = read((int)ctl_fd, &c, 1);
+        if (n == 0 || (n < 0 && errno != EINTR)) {
+            break;
+        }
+    }
+    DG_LOGD(MOD, "control socket closed, engine exits index=%ld", index);
+    _exit(0);
+}
