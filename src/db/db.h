@@ -50,13 +50,20 @@ typedef struct dg_db_query {
                                   $name); NULL or "" for none */
     size_t params_len;
     dg_db_mode_t mode;
+    /* Optional, NULL = none; borrowed for the dg_db_query_start call. Another thread may store a
+     * reason (DG_TIMEOUT, DG_CANCELLED, DG_CLIENT_GONE) here to stop a query whose
+     * dg_db_query_start has not returned yet (no cursor exists then); it is polled between
+     * execution tasks. Once the cursor exists, use dg_db_cursor_interrupt. */
+    const _Atomic int *interrupt;
 } dg_db_query_t;
 
 typedef struct dg_db_cursor dg_db_cursor_t;
 
 /* Checks (read-only mode: sandbox parse check, one statement, statement type SELECT), prepares,
  * binds the parameters and starts streaming execution. Returns once the query has produced its
- * result schema (execution may continue lazily in dg_db_cursor_next).
+ * result schema (execution may continue lazily in dg_db_cursor_next). DuckDB's streaming result
+ * becomes ready only when its buffer of first rows is full or the query has finished, so this
+ * call may run for the whole query (an aggregate, a sort): to bound it, pass q->interrupt.
  * Errors: DG_SQL_ERROR (syntax, binder, catalog: DuckDB's message with no server paths),
  * DG_NOT_READ_ONLY (sandbox refusal, message names the rule), DG_MULTIPLE_STATEMENTS,
  * DG_BAD_PARAMS (bad params JSON, count/name mismatch, unsupported value type),
