@@ -37,6 +37,9 @@ typedef struct dg_config {
     char *meminfo_path;         /* default "/proc/meminfo" */
     /* logging */
     char *log_level;            /* debug|info|warn|error; default info */
+    /* bookkeeping for `config check`, filled by the loader */
+    char *config_path;          /* INI file that was read; NULL when none */
+    unsigned char source_[32];  /* private: dg_config_source_t per setting, in table order */
 } dg_config_t;
 
 /* Where a value came from, for `config check`. */
@@ -52,6 +55,25 @@ dg_rc_t dg_config_load(dg_config_t *cfg, int argc, char **argv, char **envp, int
                        dg_error_t *err);
 /* Releases the strings of cfg. NULL is allowed. */
 void dg_config_free(dg_config_t *cfg);
+/* Sets cfg to the defaults (strings allocated; free with dg_config_free). DG_NOMEM. */
+dg_rc_t dg_config_defaults(dg_config_t *cfg);
+/* Sets one setting by its table name ("timeout_ms"; dashes are accepted for underscores) from
+ * text, validating type and range, and records src. `where` prefixes error messages
+ * ("file:12", "--timeout-ms", "DUCKGATE_TIMEOUT_MS"). DG_CONFIG on an unknown name or a bad
+ * value (err says which), DG_NOMEM. */
+dg_rc_t dg_config_set(dg_config_t *cfg, const char *name, const char *value,
+                      dg_config_source_t src, const char *where, dg_error_t *err);
+/* Applies INI text (len bytes, need not be NUL-terminated) to cfg with source DG_CFG_FILE.
+ * Sections are allowed and only group keys; `#`/`;` start comments; values may be quoted.
+ * Errors: DG_CONFIG with "fname:line: message". Exposed for the fuzz target and tests. */
+dg_rc_t dg_config_apply_ini(dg_config_t *cfg, const char *text, size_t len, const char *fname,
+                            dg_error_t *err);
+/* Where a setting's value came from; DG_CFG_DEFAULT for unknown names. */
+dg_config_source_t dg_config_source_of(const dg_config_t *cfg, const char *name);
+/* Splits "host:port", "[v6addr]:port" or ":port" into host (NUL-terminated, brackets
+ * removed, "" for any) and port (0..65535). False when malformed or host does not fit. */
+bool dg_parse_listen(const char *s, char *out_host, size_t host_cap, int *out_port);
+
 /* Prints every setting as `name = value  # source` (secrets redacted) to f. */
 void dg_config_print(const dg_config_t *cfg, FILE *f);
 /* Prints the flags with their help text to f. */

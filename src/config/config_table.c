@@ -1,0 +1,665 @@
+/* The configuration table and its loaders. One row per setting drives the defaults, the INI
+ * keys, the DUCKGATE_<UPPER_NAME> environment variables, the --name-with-dashes flags, the
+ * `config check` listing and the help text, so a new setting is one new row.
+ *
+ * Invariants: every numeric setting is validated against [min, max] whatever its source; every
+ * string setting is non-empty once loaded; source_[i] says where row i's value came from.
+ * Thread affinity: loading is single-threaded (at start); a loaded config is read-only. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/str.h"
+
+typedef enum {
+    K_STR,     /* char * */
+    K_INT,     /* int, plain decimal */
+    K_MS,      /* int64_t milliseconds, plain decimal */
+    K_U64,     /* uint64_t count, plain decimal */
+    K_BYTES,   /* uint64_t, dg_parse_bytes */
+    K_LISTEN,  /* char *, dg_parse_listen */
+    K_LOGLEVEL /* char *, dg_log_level_parse */
+} setting_kind;
+
+typedef struct {
+    const char *name;
+    setting_kind kind;
+    size_t offset;
+    const char *def; /* default as text; NULL = computed after loading (see finish_defaults) */
+    uint64_t min, max;
+    bool is_secret;  /* redacted by dg_config_print */
+    const char *arg; /* metavariable in the help text */
+    const char *help;
+} setting_t;
+
+#define OFF(f) offsetof(dg_config_t, f)
+#define KIB (UINT64_C(1) << 10)
+#define MIB (UINT64_C(1) << 20)
+#define GIB (UINT64_C(1) << 30)
+#define TIB (UINT64_C(1) << 40)
+
+static const setting_t settings[] = {
+    {"data_dir", K_STR, OFF(data_dir), "data", 0, 0, false, "DIR",
+     "directory holding the NAME.duckdb files to serve"},
+    {"listen", K_LISTEN, OFF(listen), "127.0.0.1:8080", 0, 0, false, "HOST:PORT",
+     "address to listen on ([::1]:PORT for IPv6; port 0 picks a free port)"},
+    {"state_dir", K_STR, OFF(state_dir), NULL, 0, 0, false, "DIR",
+     "temp/spill and state directory (default DATA_DIR/.duckgate)"},
+    {"engines", K_INT, OFF(engines), "2", 1, 64, false, "N", "engine processes"},
+    {"slots", K_INT, OFF(slots), NULL, 1, 1024, false, "N",
+     "concurrent queries per engine (default: CPU count)"},
+    {"queue_len", K_INT, OFF(queue_len), "64", 0, 1000000, false, "N",
+     "requests that may wait for a slot before 503"},
+    {"queue_timeout_ms", K_MS, OFF(queue_timeout_ms), "10000", 0, 3600000, false, "MS",
+     "longest wait for a slot before 503"},
+    {"timeout_ms", K_MS, OFF(timeout_ms), "30000", 1, 86400000, false, "MS",
+     "default and ceiling of a query deadline"},
+    {"kill_grace_ms", K_MS, OFF(kill_grace_ms), "2000", 0, 600000, false, "MS",
+     "an engine is killed this long after a deadline it ignored"},
+    {"shutdown_timeout_ms", K_MS, OFF(shutdown_timeout_ms), "10000", 0, 3600000, false, "MS",
+     "time in-flight requests get to finish on SIGTERM"},
+    {"max_body_bytes", K_BYTES, OFF(max_body_bytes), "1MiB", 1, GIB, false, "BYTES",
+     "request body cap"},
+    {"max_sql_bytes", K_BYTES, OFF(max_sql_bytes), "64KiB", 1, 16 * MIB, false, "BYTES",
+     "SQL text cap"},
+    {"max_result_bytes", K_BYTES, OFF(max_result_bytes), "64MiB", 1, 64 * GIB, false, "BYTES",
+     "cap of a single JSON document result"},
+    {"max_rows", K_U64, OFF(max_rows), "0", 0, UINT64_MAX, false, "N",
+     "row cap per result (0 = none)"},
+    {"memory_limit", K_BYTES, OFF(memory_limit), "0", 0, 1024 * TIB, false, "BYTES",
+     "DuckDB memory budget for all engines (0 = 80% of RAM/cgroup limit)"},
+    {"threads", K_INT, OFF(threads), "0", 0, 1024, false, "N",
+     "DuckDB threads per instance (0 = from the CPU quota)"},
+    {"engine_as_limit", K_BYTES, OFF(engine_as_limit), "0", 0, 1024 * TIB, false, "BYTES",
+     "address-space cap per engine process (0 = auto)"},
+    {"cgroup_root", K_STR, OFF(cgroup_root), "/sys/fs/cgroup", 0, 0, false, "DIR",
+     "where cgroup limits are read"},
+    {"meminfo_path", K_STR, OFF(meminfo_path), "/proc/meminfo", 0, 0, false, "FILE",
+     "where physical memory is read"},
+    {"log_level", K_LOGLEVEL, OFF(log_level), "info", 0, 0, false, "LEVEL",
+     "debug, info, warn or error"},
+};
+
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+_Static_assert(N_SETTINGS <= sizeof(((dg_config_t *)0)->source_), "source_ too small");
+
+static const char *const source_names[] = {"default", "file", "env", "flag"};
+
+static void *field(dg_config_t *cfg, const setting_t *s)
+{
+    return (char *)cfg + s->offset;
+}
+
+static const void *cfield(const dg_config_t *cfg, const setting_t *s)
+{
+    return (const char *)cfg + s->offset;
+}
+
+static bool is_string_kind(setting_kind k)
+{
+    return k == K_STR || k == K_LISTEN || k == K_LOGLEVEL;
+}
+
+/* Finds a row by name; dashes in name match underscores. */
+static const setting_t *find_setting(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const char *n = settings[i].name;
+        if (strlen(n) != len) {
+            continue;
+        }
+        size_t j = 0;
+        while (j < len && (name[j] == n[j] || (name[j] == '-' && n[j] == '_'))) {
+            j++;
+        }
+        if (j == len) {
+            return &settings[i];
+        }
+    }
+    return NULL;
+}
+
+/* Plain unsigned decimal, whole string. */
+static bool parse_u64_text(const char *s, uint64_t *out)
+{
+    return dg_str_to_u64(dg_str_c(s), out);
+}
+
+static dg_rc_t range_error(const setting_t *s, const char *where, const char *value,
+                           const char *what, dg_error_t *err)
+{
+    return dg_error_set(err, DG_CONFIG, "%s: bad value \"%.64s\" for %s: expected %s %llu..%llu",
+                        where, value, s->name, what, (unsigned long long)s->min,
+                        (unsigned long long)s->max);
+}
+
+dg_rc_t dg_config_set(dg_config_t *cfg, const char *name, const char *value, dg_config_source_t src,
+                      const char *where, dg_error_t *err)
+{
+    const setting_t *s = find_setting(name, strlen(name));
+    if (!s) {
+        return dg_error_set(err, DG_CONFIG, "%s: unknown setting \"%.64s\"", where, name);
+    }
+    uint64_t v = 0;
+    switch (s->kind) {
+    case K_STR:
+        if (value[0] == '\0') {
+            return dg_error_set(err, DG_CONFIG, "%s: empty value for %s", where, s->name);
+        }
+        break;
+    case K_LISTEN: {
+        char host[256];
+        int port;
+        if (!dg_parse_listen(value, host, sizeof host, &port)) {
+            return dg_error_set(err, DG_CONFIG,
+                                "%s: bad value \"%.64s\" for listen: expected HOST:PORT, "
+                                "[IPV6]:PORT or :PORT with PORT 0..65535",
+                                where, value);
+        }
+        break;
+    }
+    case K_LOGLEVEL:
+        if (dg_log_level_parse(value) < 0 || dg_log_level_parse(value) == DG_LOG_OFF) {
+            return dg_error_set(err, DG_CONFIG,
+                                "%s: bad value \"%.64s\" for log_level: expected debug, info, "
+                                "warn or error",
+                                where, value);
+        }
+        break;
+    case K_INT:
+    case K_MS:
+    case K_U64:
+        if (!parse_u64_text(value, &v) || v < s->min || v > s->max) {
+            return range_error(s, where, value, "an integer", err);
+        }
+        break;
+    case K_BYTES:
+        if (!dg_parse_bytes(value, &v) || v < s->min || v > s->max) {
+            return range_error(s, where, value, "a byte size (e.g. 512MiB, 2GB) in", err);
+        }
+        break;
+    }
+    size_t i = (size_t)(s - settings);
+    void *f = field(cfg, s);
+    switch (s->kind) {
+    case K_STR:
+    case K_LISTEN:
+    case K_LOGLEVEL: {
+        char *dup = dg_str_dup(dg_str_c(value));
+        if (!dup) {
+            return dg_error_set(err, DG_NOMEM, "%s: out of memory", where);
+        }
+        char **sp = f;
+        free(*sp);
+        *sp = dup;
+        break;
+    }
+    case K_INT:
+        *(int *)f = (int)v;
+        break;
+    case K_MS:
+        *(int64_t *)f = (int64_t)v;
+        break;
+    case K_U64:
+    case K_BYTES:
+        *(uint64_t *)f = v;
+        break;
+    }
+    cfg->source_[i] = (unsigned char)src;
+    return DG_OK;
+}
+
+void dg_config_free(dg_config_t *cfg)
+{
+    if (!cfg) {
+        return;
+    }
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        if (is_string_kind(settings[i].kind)) {
+            char **sp = field(cfg, &settings[i]);
+            free(*sp);
+        }
+    }
+    free(cfg->config_path);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+dg_rc_t dg_config_defaults(dg_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        if (!settings[i].def) {
+            continue;
+        }
+        dg_error_t err;
+        dg_error_clear(&err);
+        dg_rc_t rc =
+            dg_config_set(cfg, settings[i].name, settings[i].def, DG_CFG_DEFAULT, "default", &err);
+        if (rc != DG_OK) {
+            /* Only DG_NOMEM can happen: the defaults are checked by the unit tests. */
+            dg_config_free(cfg);
+            return rc;
+        }
+    }
+    return DG_OK;
+}
+
+dg_config_source_t dg_config_source_of(const dg_config_t *cfg, const char *name)
+{
+    const setting_t *s = find_setting(name, strlen(name));
+    return s ? (dg_config_source_t)cfg->source_[s - settings] : DG_CFG_DEFAULT;
+}
+
+/* Settings whose default depends on other settings or on the machine. */
+static dg_rc_t finish_defaults(dg_config_t *cfg)
+{
+    if (!cfg->state_dir) {
+        dg_buf_t b;
+        dg_buf_init(&b, 0);
+        dg_rc_t rc = dg_buf_printf(&b, "%s/.duckgate", cfg->data_dir);
+        if (rc != DG_OK) {
+            dg_buf_free(&b);
+            return rc;
+        }
+        cfg->state_dir = dg_buf_take(&b, NULL);
+    }
+    if (cfg->slots == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->slots = n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+    }
+    return DG_OK;
+}
+
+/* ---- INI ---------------------------------------------------------------------------- */
+
+static bool is_key_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
+}
+
+/* Strips an inline comment: `#` or `;` at the start or after a space/tab. */
+static dg_str_t strip_comment(dg_str_t v)
+{
+    for (size_t i = 0; i < v.len; i++) {
+        if ((v.p[i] == '#' || v.p[i] == ';') &&
+            (i == 0 || v.p[i - 1] == ' ' || v.p[i - 1] == '\t')) {
+            v.len = i;
+            break;
+        }
+    }
+    return dg_str_trim(v);
+}
+
+static dg_rc_t ini_line(dg_config_t *cfg, dg_str_t line, const char *fname, size_t lineno,
+                        dg_error_t *err)
+{
+    char where[300];
+    snprintf(where, sizeof where, "%s:%zu", fname, lineno);
+    if (line.len && line.p[line.len - 1] == '\r') {
+        line.len--;
+    }
+    line = dg_str_trim(line);
+    if (line.len == 0 || line.p[0] == '#' || line.p[0] == ';') {
+        return DG_OK;
+    }
+    if (memchr(line.p, '\0', line.len)) {
+        return dg_error_set(err, DG_CONFIG, "%s: NUL byte in line", where);
+    }
+    if (line.p[0] == '[') {
+        const char *close = memchr(line.p, ']', line.len);
+        if (!close) {
+            return dg_error_set(err, DG_CONFIG, "%s: section header without ']'", where);
+        }
+        dg_str_t name = dg_str_trim((dg_str_t){line.p + 1, (size_t)(close - line.p - 1)});
+        dg_str_t rest =
+            strip_comment((dg_str_t){close + 1, line.len - (size_t)(close - line.p) - 1});
+        if (name.len == 0 || rest.len != 0) {
+            return dg_error_set(err, DG_CONFIG, "%s: malformed section header", where);
+        }
+        for (size_t i = 0; i < name.len; i++) {
+            if (!is_key_char(name.p[i])) {
+                return dg_error_set(err, DG_CONFIG, "%s: bad character in section name", where);
+            }
+        }
+        return DG_OK;
+    }
+    dg_str_t key;
+    dg_str_t value = dg_str_split(line, '=', &key);
+    if (key.len == line.len) {
+        return dg_error_set(err, DG_CONFIG, "%s: expected `key = value`", where);
+    }
+    key = dg_str_trim(key);
+    if (key.len == 0 || key.len > 64) {
+        return dg_error_set(err, DG_CONFIG, "%s: missing or overlong key", where);
+    }
+    for (size_t i = 0; i < key.len; i++) {
+        if (!is_key_char(key.p[i])) {
+            return dg_error_set(err, DG_CONFIG, "%s: bad character in key", where);
+        }
+    }
+    value = dg_str_trim(value);
+    if (value.len && value.p[0] == '"') {
+        const char *close = memchr(value.p + 1, '"', value.len - 1);
+        if (!close) {
+            return dg_error_set(err, DG_CONFIG, "%s: unterminated quoted value", where);
+        }
+        dg_str_t rest =
+            strip_comment((dg_str_t){close + 1, value.len - (size_t)(close - value.p) - 1});
+        if (rest.len) {
+            return dg_error_set(err, DG_CONFIG, "%s: text after quoted value", where);
+        }
+        value = (dg_str_t){value.p + 1, (size_t)(close - value.p - 1)};
+    } else {
+        value = strip_comment(value);
+    }
+    char keybuf[65];
+    memcpy(keybuf, key.p, key.len);
+    keybuf[key.len] = '\0';
+    char *val = dg_str_dup(value);
+    if (!val) {
+        return dg_error_set(err, DG_NOMEM, "%s: out of memory", where);
+    }
+    dg_rc_t rc = dg_config_set(cfg, keybuf, val, DG_CFG_FILE, where, err);
+    free(val);
+    return rc;
+}
+
+dg_rc_t dg_config_apply_ini(dg_config_t *cfg, const char *text, size_t len, const char *fname,
+                            dg_error_t *err)
+{
+    dg_str_t rest = {text, len};
+    size_t lineno = 0;
+    while (rest.len) {
+        dg_str_t line;
+        rest = dg_str_split(rest, '\n', &line);
+        lineno++;
+        dg_rc_t rc = ini_line(cfg, line, fname, lineno, err);
+        if (rc != DG_OK) {
+            return rc == DG_NOMEM ? rc : DG_CONFIG;
+        }
+    }
+    return DG_OK;
+}
+
+static dg_rc_t load_file(dg_config_t *cfg, const char *path, dg_error_t *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return dg_error_set(err, DG_CONFIG, "%s: cannot open config file: %s", path,
+                            strerror(errno));
+    }
+    dg_buf_t b;
+    dg_buf_init_rc(&b, 1 << 20, DG_CONFIG);
+    dg_rc_t rc = DG_OK;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        rc = dg_buf_append(&b, chunk, n);
+        if (rc != DG_OK) {
+            dg_error_set(err, DG_CONFIG, "%s: config file too large (max 1 MiB)", path);
+            goto out;
+        }
+    }
+    if (ferror(f)) {
+        rc = dg_error_set(err, DG_CONFIG, "%s: read error", path);
+        goto out;
+    }
+    rc = dg_config_apply_ini(cfg, b.p ? b.p : "", b.len, path, err);
+out:
+    fclose(f);
+    dg_buf_free(&b);
+    return rc;
+}
+
+/* ---- env and flags ----------------------------------------------------------------- */
+
+static dg_rc_t load_env(dg_config_t *cfg, char **envp, dg_error_t *err)
+{
+    for (size_t e = 0; envp && envp[e]; e++) {
+        const char *kv = envp[e];
+        if (strncmp(kv, "DUCKGATE_", 9) != 0) {
+            continue;
+        }
+        const char *eq = strchr(kv, '=');
+        if (!eq) {
+            continue;
+        }
+        /* Unknown DUCKGATE_* names are ignored: tools and tests use the prefix too. */
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+            const char *n = settings[i].name;
+            size_t nlen = strlen(n);
+            if ((size_t)(eq - kv) != 9 + nlen) {
+                continue;
+            }
+            size_t j = 0;
+            while (j < nlen && kv[9 + j] == (n[j] >= 'a' && n[j] <= 'z' ? n[j] - 32 : n[j])) {
+                j++;
+            }
+            if (j != nlen) {
+                continue;
+            }
+            char where[80];
+            snprintf(where, sizeof where, "%.*s", (int)(eq - kv), kv);
+            dg_rc_t rc = dg_config_set(cfg, n, eq + 1, DG_CFG_ENV, where, err);
+            if (rc != DG_OK) {
+                return rc;
+            }
+        }
+    }
+    return DG_OK;
+}
+
+static const char *env_get(char **envp, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t e = 0; envp && envp[e]; e++) {
+        if (strncmp(envp[e], name, n) == 0 && envp[e][n] == '=') {
+            return envp[e] + n + 1;
+        }
+    }
+    return NULL;
+}
+
+/* Finds --config FILE / --config=FILE before any `--`. */
+static dg_rc_t find_config_flag(int argc, char **argv, const char **out, dg_error_t *err)
+{
+    *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            break;
+        }
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc) {
+                return dg_error_set(err, DG_CONFIG, "--config: missing value");
+            }
+            *out = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            *out = argv[i] + 9;
+        }
+    }
+    return DG_OK;
+}
+
+static dg_rc_t load_flags(dg_config_t *cfg, int argc, char **argv, int *out_rest, dg_error_t *err)
+{
+    /* Positionals are moved behind the flags, keeping their order. */
+    char **pos = argc > 0 ? calloc((size_t)argc, sizeof *pos) : NULL;
+    if (argc > 0 && !pos) {
+        return dg_error_set(err, DG_NOMEM, "out of memory");
+    }
+    int n_pos = 0, n_flag = 1;
+    dg_rc_t rc = DG_OK;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            for (i++; i < argc; i++) {
+                pos[n_pos++] = argv[i];
+            }
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            if (!out_rest) {
+                rc = dg_error_set(err, DG_CONFIG, "unexpected argument \"%.64s\"", a);
+                goto out;
+            }
+            pos[n_pos++] = a;
+            continue;
+        }
+        if (a[1] != '-') {
+            rc = dg_error_set(err, DG_CONFIG, "%.64s: unknown flag (flags are --name VALUE)", a);
+            goto out;
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const char *value = eq ? eq + 1 : NULL;
+        int used = 1;
+        if (!value) {
+            if (i + 1 >= argc) {
+                rc = dg_error_set(err, DG_CONFIG, "--%.*s: missing value", (int)nlen, name);
+                goto out;
+            }
+            value = argv[i + 1];
+            used = 2;
+        }
+        char where[80];
+        snprintf(where, sizeof where, "--%.*s", (int)(nlen > 64 ? 64 : nlen), name);
+        if (nlen == 6 && strncmp(name, "config", 6) == 0) {
+            /* Already read by find_config_flag. */
+        } else {
+            const setting_t *s = find_setting(name, nlen);
+            if (!s || memchr(name, '_', nlen)) {
+                rc = dg_error_set(err, DG_CONFIG, "%s: unknown flag", where);
+                goto out;
+            }
+            rc = dg_config_set(cfg, s->name, value, DG_CFG_FLAG, where, err);
+            if (rc != DG_OK) {
+                goto out;
+            }
+        }
+        for (int k = 0; k < used; k++) {
+            argv[n_flag++] = argv[i + k];
+        }
+        i += used - 1;
+    }
+    for (int k = 0; k < n_pos; k++) {
+        argv[n_flag + k] = pos[k];
+    }
+    if (out_rest) {
+        *out_rest = n_flag;
+    }
+out:
+    free(pos);
+    return rc;
+}
+
+dg_rc_t dg_config_load(dg_config_t *cfg, int argc, char **argv, char **envp, int *out_rest,
+                       dg_error_t *err)
+{
+    const char *path = NULL;
+    dg_rc_t rc = dg_config_defaults(cfg);
+    if (rc != DG_OK) {
+        return dg_error_set(err, rc, "out of memory");
+    }
+    rc = find_config_flag(argc, argv, &path, err);
+    if (rc != DG_OK) {
+        goto out;
+    }
+    if (!path) {
+        path = env_get(envp, "DUCKGATE_CONFIG");
+    }
+    if (path && path[0]) {
+        cfg->config_path = dg_str_dup(dg_str_c(path));
+        if (!cfg->config_path) {
+            rc = dg_error_set(err, DG_NOMEM, "out of memory");
+            goto out;
+        }
+        rc = load_file(cfg, path, err);
+        if (rc != DG_OK) {
+            goto out;
+        }
+    }
+    rc = load_env(cfg, envp, err);
+    if (rc != DG_OK) {
+        goto out;
+    }
+    rc = load_flags(cfg, argc, argv, out_rest, err);
+    if (rc != DG_OK) {
+        goto out;
+    }
+    rc = finish_defaults(cfg);
+    if (rc != DG_OK) {
+        dg_error_set(err, rc, "out of memory");
+    }
+out:
+    if (rc != DG_OK) {
+        dg_config_free(cfg);
+        return rc == DG_NOMEM ? rc : DG_CONFIG;
+    }
+    return DG_OK;
+}
+
+/* ---- printing ---------------------------------------------------------------------- */
+
+void dg_config_print(const dg_config_t *cfg, FILE *f)
+{
+    fprintf(f, "# config file: %s\n", cfg->config_path ? cfg->config_path : "(none)");
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        const void *p = cfield(cfg, s);
+        const char *src = source_names[cfg->source_[i] < 4 ? cfg->source_[i] : 0];
+        fprintf(f, "%s = ", s->name);
+        if (s->is_secret) {
+            fputs("<redacted>", f);
+        } else {
+            switch (s->kind) {
+            case K_STR:
+            case K_LISTEN:
+            case K_LOGLEVEL: {
+                const char *v = *(char *const *)p;
+                fputs(v ? v : "", f);
+                break;
+            }
+            case K_INT:
+                fprintf(f, "%d", *(const int *)p);
+                break;
+            case K_MS:
+                fprintf(f, "%lld", (long long)*(const int64_t *)p);
+                break;
+            case K_U64:
+            case K_BYTES:
+                fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)p);
+                break;
+            }
+        }
+        fprintf(f, "  # %s\n", src);
+    }
+}
+
+void dg_config_print_help(FILE *f)
+{
+    fputs("  --config FILE                  INI file (env DUCKGATE_CONFIG)\n", f);
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        char flag[64], env[64];
+        size_t j = 0;
+        for (; s->name[j] && j < 40; j++) {
+            flag[j] = s->name[j] == '_' ? '-' : s->name[j];
+            env[j] = (char)(s->name[j] >= 'a' && s->name[j] <= 'z' ? s->name[j] - 32 : s->name[j]);
+        }
+        flag[j] = env[j] = '\0';
+        char left[96];
+        snprintf(left, sizeof left, "--%s %s", flag, s->arg);
+        fprintf(f, "  %-30s %s (env DUCKGATE_%s", left, s->help, env);
+        if (s->def) {
+            fprintf(f, ", default %s", s->def);
+        }
+        fputs(")\n", f);
+    }
+}

@@ -1,0 +1,567 @@
+/* libmicrohttpd glue: the listening socket, one thread per connection, turning MHD's callback
+ * sequence into one typed dg_http_req_t per request, and the response helpers.
+ *
+ * Request life: MHD calls uri_log (we keep the raw target, before MHD unescapes anything) ->
+ * on_access #1 (headers: parse the target, route, check Content-Length; early errors answer
+ * here, before any body is read) -> on_access #2..n (body chunks into a capped dg_buf) ->
+ * on_access last (call the handler) -> on_completed (access log, free). Per-request state is
+ * created in on_access #1, so MHD always pairs it with on_completed.
+ *
+ * Streams: MHD_SIZE_UNKNOWN responses are pulled through stream_reader; with an unknown size
+ * MHD offers at most the free room of its per-connection pool (DESIGN §11), so readers copy
+ * with an offset into their own buffer and the pool limit is raised.
+ *
+ * Threads: callbacks run on the connection's thread; the counters are atomics; the raw target
+ * lives in the per-connection socket context, touched only by that connection's thread. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/dgtime.h"
+#include "core/ioutil.h"
+#include "core/log.h"
+#include "http/http.h"
+
+/* Per-connection MHD memory pool: it holds the request head and bounds the room MHD offers a
+ * stream reader (DESIGN §11). MHD 0.9.75 zeroes the whole pool after every request, so each
+ * keep-alive connection costs its full size in RSS (measured: 4 MiB pools -> 840 MB for 200
+ * idle connections); 256 KiB keeps streaming fast. Request heads beyond the pool are refused by
+ * MHD itself with its built-in (HTML) 414/431 page; below it, ours are JSON. */
+#define POOL_LIMIT (256u * 1024u)
+#define MAX_HEADER_BYTES (64u * 1024u)    /* sum of header names and values */
+#define STREAM_BLOCK (64u * 1024u)        /* block size hint for callback responses */
+#define MAX_DISCARD (16u * 1024u * 1024u) /* body bytes swallowed after 413 before closing */
+
+struct dg_http {
+    struct MHD_Daemon *mhd;
+    int listen_fd;
+    int port;
+    bool quiesced;
+    dg_http_opts_t opts;
+    atomic_uint inflight;
+};
+
+/* Per connection (MHD socket context): the raw target of the current request. */
+typedef struct conn_ctx {
+    char *uri;
+    size_t uri_len;
+} conn_ctx;
+
+/* Per request. */
+struct dg_http_conn_ {
+    dg_http_req_t req;
+    dg_http_t *h;
+    struct MHD_Connection *mc;
+    bool is_started;
+    bool has_response;
+    bool is_too_large;
+    bool is_dropped;
+    int status;
+    uint64_t discarded;
+    dg_rc_t deferred_rc; /* error decided from the head, answered at the final call */
+    char deferred_msg[160];
+};
+
+typedef struct stream_wrap {
+    dg_http_stream_read_fn rd;
+    dg_http_stream_free_fn fr;
+    void *ctx;
+} stream_wrap;
+
+/* ---- logging ----------------------------------------------------------------------- */
+
+__attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\r\n")] = '\0';
+    DG_LOGW("http", "libmicrohttpd: %s", line);
+}
+
+/* ---- per-connection context -------------------------------------------------------- */
+
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)mc;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = calloc(1, sizeof(conn_ctx));
+    } else if (*socket_context) {
+        conn_ctx *cc = *socket_context;
+        free(cc->uri);
+        free(cc);
+        *socket_context = NULL;
+    }
+}
+
+static conn_ctx *get_conn_ctx(struct MHD_Connection *mc)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
+{
+    (void)cls;
+    conn_ctx *cc = get_conn_ctx(mc);
+    if (cc) {
+        free(cc->uri);
+        cc->uri_len = strlen(uri);
+        cc->uri = dg_str_dup((dg_str_t){uri, cc->uri_len});
+        if (!cc->uri) {
+            cc->uri_len = 0;
+        }
+    }
+    return NULL;
+}
+
+/* The target was kept raw by on_uri; MHD must not decode anything else behind our back
+ * (headers are not decoded; argument values are only used through our own parser). */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+/* ---- responses --------------------------------------------------------------------- */
+
+/* True when the request announced a body (a non-zero Content-Length or chunked transfer). */
+static bool has_body(struct MHD_Connection *mc)
+{
+    const char *cl =
+        MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return (cl && strcmp(cl, "0") != 0) ||
+           MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+}
+
+static dg_rc_t queue(struct dg_http_conn_ *c, int status, struct MHD_Response *resp,
+                     const char *content_type, const dg_http_header_t *headers, size_t n_headers)
+{
+    if (!resp) {
+        c->is_dropped = true;
+        return DG_NOMEM;
+    }
+    bool ok = MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES;
+    if (content_type) {
+        ok = ok &&
+             MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
+    }
+    for (size_t i = 0; i < n_headers; i++) {
+        if (headers[i].value) {
+            ok = ok && MHD_add_response_header(resp, headers[i].name, headers[i].value) == MHD_YES;
+        }
+    }
+    /* A body we refused to read must not be parsed as the next request. */
+    if (c->is_too_large || (!c->is_started && has_body(c->mc))) {
+        ok = ok && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
+    }
+    if (ok) {
+        ok = MHD_queue_response(c->mc, (unsigned)status, resp) == MHD_YES;
+    }
+    MHD_destroy_response(resp);
+    if (!ok) {
+        c->is_dropped = true;
+        return DG_INTERNAL;
+    }
+    c->has_response = true;
+    c->status = status;
+    return DG_OK;
+}
+
+dg_rc_t dg_http_respond(dg_http_req_t *r, int status, const char *content_type, const void *body,
+                        size_t len, const dg_http_header_t *headers, size_t n_headers)
+{
+    struct dg_http_conn_ *c = r->conn_;
+    if (DG_NEVER(c->has_response)) {
+        return DG_INTERNAL;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    return queue(c, status, resp, content_type, headers, n_headers);
+}
+
+dg_rc_t dg_http_respond_error(dg_http_req_t *r, dg_rc_t rc, const char *message,
+                              const char *query_id, int retry_after_s)
+{
+    dg_buf_t b;
+    dg_buf_init(&b, 8192);
+    int status = dg_rc_http_status(rc);
+    if (dg_http_error_json(&b, rc, message, query_id) != DG_OK) {
+        dg_buf_reset(&b);
+        dg_http_error_json(&b, rc, NULL, NULL);
+    }
+    dg_http_header_t h[3];
+    size_t n = 0;
+    char retry[16], allow[96];
+    if (status == 503 || retry_after_s > 0) {
+        snprintf(retry, sizeof retry, "%d", retry_after_s > 0 ? retry_after_s : 1);
+        h[n++] = (dg_http_header_t){"Retry-After", retry};
+    }
+    if (status == 405) {
+        dg_http_allow_string(r->match.allow, allow, sizeof allow);
+        h[n++] = (dg_http_header_t){"Allow", allow};
+    }
+    if (query_id) {
+        h[n++] = (dg_http_header_t){"X-Query-Id", query_id};
+    }
+    dg_log(status >= 500 ? DG_LOG_WARN : DG_LOG_DEBUG, "http", r->id, "error %s status=%d %s",
+           dg_rc_name(rc), status, message ? message : "");
+    dg_rc_t ret = dg_http_respond(r, status, "application/json", b.p ? b.p : "", b.len, h, n);
+    dg_buf_free(&b);
+    return ret;
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    stream_wrap *w = cls;
+    if (max == 0) {
+        return 0;
+    }
+    ssize_t n = w->rd(w->ctx, buf, max);
+    if (n == DG_HTTP_STREAM_END) {
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    if (n < 0 || n == 0) {
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    return n;
+}
+
+static void stream_free(void *cls)
+{
+    stream_wrap *w = cls;
+    w->fr(w->ctx);
+    free(w);
+}
+
+dg_rc_t dg_http_respond_stream(dg_http_req_t *r, int status, const char *content_type,
+                               const dg_http_header_t *headers, size_t n_headers,
+                               dg_http_stream_read_fn rd, dg_http_stream_free_fn fr, void *ctx)
+{
+    struct dg_http_conn_ *c = r->conn_;
+    stream_wrap *w = malloc(sizeof *w);
+    if (!w || DG_NEVER(c->has_response)) {
+        free(w);
+        fr(ctx);
+        c->is_dropped = true;
+        return DG_NOMEM;
+    }
+    *w = (stream_wrap){rd, fr, ctx};
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+                                                                  stream_reader, w, stream_free);
+    if (!resp) {
+        stream_free(w);
+    }
+    /* From here the response owns w: MHD_destroy_response (in queue) or the end of the
+     * transfer runs stream_free. */
+    return queue(c, status, resp, content_type, headers, n_headers);
+}
+
+void dg_http_drop(dg_http_req_t *r)
+{
+    r->conn_->is_dropped = true;
+}
+
+const char *dg_http_req_header(dg_http_req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn_->mc, MHD_HEADER_KIND, name);
+}
+
+int dg_http_req_client_fd(dg_http_req_t *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn_->mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+/* ---- request handling -------------------------------------------------------------- */
+
+/* Answers an error decided from the request head. With a body announced, answer at once (and
+ * close) so the body is never read; without one, wait for MHD's final call, because a response
+ * queued from the first call makes MHD close the connection, losing keep-alive. */
+static void early_error(struct dg_http_conn_ *c, dg_rc_t rc, const char *msg)
+{
+    if (!c->is_started && !has_body(c->mc)) {
+        c->deferred_rc = rc;
+        snprintf(c->deferred_msg, sizeof c->deferred_msg, "%s", msg ? msg : "");
+        return;
+    }
+    dg_http_respond_error(&c->req, rc, msg, NULL, 0);
+}
+
+static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    size_t *sum = cls;
+    *sum += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+/* First call for a request: everything that can be decided from the head alone. */
+static void on_head(struct dg_http_conn_ *c, const char *method)
+{
+    dg_http_t *h = c->h;
+    dg_http_req_t *r = &c->req;
+    conn_ctx *cc = get_conn_ctx(c->mc);
+    dg_error_t err;
+    dg_error_clear(&err);
+    r->method = dg_http_method_parse(method);
+    if (!cc || !cc->uri) {
+        early_error(c, DG_NOMEM, NULL);
+        return;
+    }
+    size_t header_bytes = 0;
+    MHD_get_connection_values(c->mc, MHD_HEADER_KIND, sum_header, &header_bytes);
+    if (header_bytes > MAX_HEADER_BYTES) {
+        early_error(c, DG_HEADERS_TOO_LARGE, "the request headers are too large");
+        return;
+    }
+    dg_rc_t rc = dg_http_target_parse(cc->uri, cc->uri_len, &r->target, &err);
+    if (rc != DG_OK) {
+        early_error(c, rc, err.msg);
+        return;
+    }
+    rc = dg_http_route_match(h->opts.routes, h->opts.n_routes, r->method, &r->target.path,
+                             &r->match);
+    if (rc != DG_OK) {
+        early_error(c, rc, rc == DG_NOT_FOUND ? "no such route" : NULL);
+        return;
+    }
+    const char *cl =
+        MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t len;
+    if (cl && dg_str_to_u64(dg_str_c(cl), &len) && len > h->opts.max_body_bytes) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the request body is %llu bytes; the limit is %llu",
+                 (unsigned long long)len, (unsigned long long)h->opts.max_body_bytes);
+        early_error(c, DG_BODY_TOO_LARGE, msg);
+    }
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    (void)url;
+    (void)version;
+    dg_http_t *h = cls;
+    struct dg_http_conn_ *c = *con_cls;
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c) {
+            return MHD_NO;
+        }
+        *con_cls = c;
+        c->h = h;
+        c->mc = mc;
+        c->req.conn_ = c;
+        c->req.start_ms = dg_now_ms();
+        dg_random_id(c->req.id);
+        dg_buf_init_rc(&c->req.body, h->opts.max_body_bytes, DG_BODY_TOO_LARGE);
+        atomic_fetch_add(&h->inflight, 1);
+        on_head(c, method);
+        c->is_started = true;
+        return c->is_dropped ? MHD_NO : MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!c->has_response && !c->is_too_large) {
+            if (dg_buf_append(&c->req.body, upload_data, *upload_data_size) != DG_OK) {
+                c->is_too_large = true;
+                dg_buf_free(&c->req.body);
+            }
+        }
+        if (c->is_too_large) {
+            c->discarded += *upload_data_size;
+            if (c->discarded > MAX_DISCARD) {
+                return MHD_NO;
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (c->has_response) {
+        return MHD_YES;
+    }
+    if (c->deferred_rc != DG_OK) {
+        early_error(c, c->deferred_rc, c->deferred_msg[0] ? c->deferred_msg : NULL);
+    } else if (c->is_too_large) {
+        early_error(c, DG_BODY_TOO_LARGE, NULL);
+    } else {
+        c->req.match.route->fn(&c->req, h->opts.ctx);
+        if (!c->has_response && !c->is_dropped) {
+            DG_LOGE("http", "handler for %s answered nothing", c->req.match.route->pattern);
+            early_error(c, DG_INTERNAL, NULL);
+        }
+    }
+    return c->is_dropped ? MHD_NO : MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)mc;
+    dg_http_t *h = cls;
+    struct dg_http_conn_ *c = *con_cls;
+    if (!c) {
+        return;
+    }
+    *con_cls = NULL;
+    conn_ctx *cc = get_conn_ctx(c->mc);
+    const char *uri = cc && cc->uri ? cc->uri : "-";
+    size_t path_len = strcspn(uri, "?");
+    dg_log(DG_LOG_INFO, "access", c->req.id, "%s %.*s status=%d ms=%lld%s",
+           dg_http_method_name(c->req.method), (int)(path_len > 200 ? 200 : path_len), uri,
+           c->status, (long long)(dg_now_ms() - c->req.start_ms),
+           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    dg_http_target_free(&c->req.target);
+    dg_buf_free(&c->req.body);
+    free(c);
+    atomic_fetch_sub(&h->inflight, 1);
+}
+
+/* ---- daemon ------------------------------------------------------------------------ */
+
+static dg_rc_t bind_listen(const char *listen_addr, int *out_fd, int *out_port, bool *out_v6,
+                           dg_error_t *err)
+{
+    char host[256];
+    int port;
+    if (!dg_parse_listen(listen_addr, host, sizeof host, &port)) {
+        return dg_error_set(err, DG_CONFIG, "bad listen address \"%.64s\"", listen_addr);
+    }
+    char port_s[8];
+    snprintf(port_s, sizeof port_s, "%d", port);
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(host[0] ? host : NULL, port_s, &hints, &ai);
+    if (gai != 0) {
+        return dg_error_set(err, DG_IO, "cannot resolve %s: %s", listen_addr, gai_strerror(gai));
+    }
+    int fd = -1, saved = 0;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) {
+            saved = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 511) == 0) {
+            *out_v6 = a->ai_family == AF_INET6;
+            break;
+        }
+        saved = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        return dg_error_set(err, DG_IO, "cannot listen on %s: %s", listen_addr, strerror(saved));
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        saved = errno;
+        close(fd);
+        return dg_error_set(err, DG_IO, "getsockname: %s", strerror(saved));
+    }
+    *out_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                         : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    *out_fd = fd;
+    return DG_OK;
+}
+
+dg_rc_t dg_http_start(const dg_http_opts_t *opts, dg_http_t **out, dg_error_t *err)
+{
+    *out = NULL;
+    dg_http_t *h = calloc(1, sizeof *h);
+    if (!h) {
+        return dg_error_set(err, DG_NOMEM, "out of memory");
+    }
+    h->opts = *opts;
+    h->listen_fd = -1;
+    atomic_init(&h->inflight, 0);
+    bool is_v6 = false;
+    dg_rc_t rc = bind_listen(opts->listen, &h->listen_fd, &h->port, &is_v6, err);
+    if (rc != DG_OK) {
+        free(h);
+        return rc;
+    }
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    if (is_v6) {
+        flags |= MHD_USE_IPv6;
+    }
+    h->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->listen_fd, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)POOL_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 60), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(opts->max_connections ? opts->max_connections : 1024),
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        h, MHD_OPTION_END);
+    if (!h->mhd) {
+        close(h->listen_fd);
+        free(h);
+        return dg_error_set(err, DG_INTERNAL, "libmicrohttpd could not start on %s", opts->listen);
+    }
+    char host[256];
+    int port_ignored;
+    dg_parse_listen(opts->listen, host, sizeof host, &port_ignored);
+    const char *shown = host[0] ? host : "0.0.0.0";
+    bool bracket = strchr(shown, ':') != NULL;
+    DG_LOGI("http", "listening on http://%s%s%s:%d", bracket ? "[" : "", shown, bracket ? "]" : "",
+            h->port);
+    *out = h;
+    return DG_OK;
+}
+
+int dg_http_port(const dg_http_t *h)
+{
+    return h->port;
+}
+
+void dg_http_quiesce(dg_http_t *h)
+{
+    if (h && !h->quiesced) {
+        h->quiesced = true;
+        MHD_socket fd = MHD_quiesce_daemon(h->mhd);
+        if (fd != MHD_INVALID_SOCKET) {
+            close(fd); /* after quiescing, the socket is ours */
+            h->listen_fd = -1;
+        }
+    }
+}
+
+unsigned dg_http_inflight(dg_http_t *h)
+{
+    return h ? atomic_load(&h->inflight) : 0;
+}
+
+void dg_http_stop(dg_http_t *h)
+{
+    if (!h) {
+        return;
+    }
+    MHD_stop_daemon(h->mhd); /* closes the listen socket unless quiesced */
+    free(h);
+}

@@ -1,0 +1,311 @@
+/* Handlers that run work on an engine slot: read-only SQL (`/api/query/{db}`) and the catalog
+ * (`/api/databases/{db}`), and the relay that turns engine frames into an HTTP response.
+ *
+ * Flow: parse and validate -> lease a slot (bounded queue; 503 + Retry-After when full) -> send
+ * REQ -> wait for the first frame while watching the client socket. ERROR before HEAD becomes
+ * a real HTTP error; HEAD commits the status and headers and the body is then pulled frame by
+ * frame as the socket drains (backpressure reaches the engine through the socketpair). A
+ * failure after HEAD: NDJSON has an in-band marker (DESIGN §5), so the body ends properly with
+ * an `error` line (the engine's, or one written here when the engine died or was killed); other
+ * formats have none, so the chunked body is aborted and the client sees it is incomplete.
+ *
+ * Threads: everything runs on the request's connection thread; the slot is leased to it until
+ * the response is freed (relay_free), which returns the slot (cancelling an unfinished query). */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dgtime.h"
+#include "core/ioutil.h"
+#include "core/log.h"
+#include "http/http_query.h"
+#include "server/server_int.h"
+
+typedef struct relay {
+    dg_server_t *s;
+    dg_slot_t *slot;
+    int client_fd;
+    dg_buf_t payload; /* current frame; bytes [off, len) not yet sent */
+    size_t off;
+    bool is_done;
+    bool is_ndjson; /* failures after HEAD end with an in-band error line */
+    char qid[17];
+} relay;
+
+/* Replaces the payload with an NDJSON error line; false when it cannot be built. */
+static bool ndjson_error_line(relay *x, dg_rc_t rc)
+{
+    dg_buf_reset(&x->payload);
+    const char *msg = dg_rc_message(rc);
+    dg_rc_t r = dg_buf_printf(&x->payload,
+                              "{\"type\":\"error\",\"code\":\"%s\",\"message\":", dg_rc_name(rc));
+    if (r == DG_OK) {
+        r = dg_buf_json_str(&x->payload, msg, strlen(msg));
+    }
+    if (r == DG_OK) {
+        r = dg_buf_puts(&x->payload, "}\n");
+    }
+    x->off = 0;
+    return r == DG_OK;
+}
+
+static void relay_free(void *ctx)
+{
+    relay *x = ctx;
+    dg_engines_release(x->s->engines, x->slot);
+    dg_buf_free(&x->payload);
+    free(x);
+}
+
+/* Logs an ERROR frame's code and message. */
+static void log_frame_error(const char *qid, const dg_buf_t *payload, const char *when)
+{
+    json_t *j = json_loadb(payload->p ? payload->p : "", payload->len, 0, NULL);
+    const char *code = j ? json_string_value(json_object_get(j, "code")) : NULL;
+    const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
+    dg_log(DG_LOG_WARN, "query", qid, "failed %s code=%s msg=\"%s\"", when, code ? code : "?",
+           msg ? msg : "");
+    json_decref(j);
+}
+
+static ssize_t relay_read(void *ctx, char *buf, size_t max)
+{
+    relay *x = ctx;
+    while (x->off >= x->payload.len) {
+        if (x->is_done) {
+            return DG_HTTP_STREAM_END;
+        }
+        dg_frame_type_t type;
+        dg_rc_t rc = dg_slot_read(x->slot, x->client_fd, &type, &x->payload);
+        x->off = 0;
+        if (rc != DG_OK) {
+            dg_log(rc == DG_CLIENT_GONE ? DG_LOG_INFO : DG_LOG_WARN, "query", x->qid,
+                   "stream aborted code=%s", dg_rc_name(rc));
+            x->payload.len = 0;
+            if (rc != DG_CLIENT_GONE && x->is_ndjson && ndjson_error_line(x, rc)) {
+                x->is_done = true; /* send the line, then end the body properly */
+                continue;
+            }
+            return DG_HTTP_STREAM_ERROR;
+        }
+        if (type == DG_FRAME_DATA) {
+            continue;
+        }
+        if (type == DG_FRAME_END) {
+            dg_log(DG_LOG_DEBUG, "query", x->qid, "done %.*s", (int)x->payload.len,
+                   x->payload.p ? x->payload.p : "");
+            x->is_done = true;
+            x->payload.len = 0;
+            return DG_HTTP_STREAM_END;
+        }
+        if (type == DG_FRAME_ERROR) {
+            log_frame_error(x->qid, &x->payload, "after headers");
+            if (x->is_ndjson) {
+                /* The engine already sent its error line as the last DATA. */
+                x->is_done = true;
+                x->payload.len = 0;
+                return DG_HTTP_STREAM_END;
+            }
+        } else {
+            dg_log(DG_LOG_WARN, "query", x->qid, "unexpected frame type %d in stream", (int)type);
+        }
+        x->payload.len = 0;
+        return DG_HTTP_STREAM_ERROR;
+    }
+    size_t n = x->payload.len - x->off;
+    if (n > max) {
+        n = max;
+    }
+    memcpy(buf, x->payload.p + x->off, n);
+    x->off += n;
+    return (ssize_t)n;
+}
+
+/* Appends "name;dur=X" for a numeric HEAD field that is present. */
+static void timing_part(char *out, size_t cap, json_t *head, const char *field, const char *name)
+{
+    json_t *v = json_object_get(head, field);
+    if (!json_is_number(v)) {
+        return;
+    }
+    size_t len = strlen(out);
+    snprintf(out + len, cap - len, "%s%s;dur=%.3f", len ? ", " : "", name, json_number_value(v));
+}
+
+/* Answers from the first frame of a request already sent on x->slot. Consumes x. */
+static void relay_start(dg_http_req_t *r, relay *x)
+{
+    dg_frame_type_t type;
+    dg_rc_t rc = dg_slot_read(x->slot, x->client_fd, &type, &x->payload);
+    if (rc == DG_CLIENT_GONE) {
+        relay_free(x);
+        dg_http_drop(r);
+        return;
+    }
+    if (rc != DG_OK) {
+        char qid[17];
+        memcpy(qid, x->qid, sizeof qid);
+        relay_free(x);
+        dg_http_respond_error(r, rc, NULL, qid, 0);
+        return;
+    }
+    json_t *j = json_loadb(x->payload.p ? x->payload.p : "", x->payload.len, 0, NULL);
+    if (type == DG_FRAME_ERROR) {
+        const char *code = j ? json_string_value(json_object_get(j, "code")) : NULL;
+        const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
+        dg_rc_t erc = code ? dg_rc_from_name(code) : DG_PROTOCOL;
+        char qid[17];
+        memcpy(qid, x->qid, sizeof qid);
+        dg_log(DG_LOG_DEBUG, "query", qid, "engine error code=%s", dg_rc_name(erc));
+        /* Answer before releasing: the message lives in j, the slot is idle after ERROR. */
+        dg_http_respond_error(r, erc, msg, qid, 0);
+        relay_free(x);
+        json_decref(j);
+        return;
+    }
+    if (type != DG_FRAME_HEAD || !json_is_object(j)) {
+        char qid[17];
+        memcpy(qid, x->qid, sizeof qid);
+        relay_free(x);
+        json_decref(j);
+        dg_http_respond_error(r, DG_PROTOCOL, "the engine answered out of order", qid, 0);
+        return;
+    }
+    json_int_t status = json_integer_value(json_object_get(j, "status"));
+    const char *ct = json_string_value(json_object_get(j, "content_type"));
+    char timing[160] = "";
+    timing_part(timing, sizeof timing, j, "queue_ms", "queue");
+    timing_part(timing, sizeof timing, j, "execute_ms", "execute");
+    timing_part(timing, sizeof timing, j, "encode_ms", "encode");
+    char ctype[128];
+    snprintf(ctype, sizeof ctype, "%s", ct ? ct : "application/octet-stream");
+    char qid[17];
+    memcpy(qid, x->qid, sizeof qid);
+    json_decref(j);
+    dg_http_header_t h[2] = {{"X-Query-Id", qid}, {"Server-Timing", timing[0] ? timing : NULL}};
+    x->payload.len = 0;
+    x->off = 0;
+    dg_http_respond_stream(r, status >= 200 && status < 600 ? (int)status : 200, ctype, h, 2,
+                           relay_read, relay_free, x);
+}
+
+/* Leases a slot, sends the request object (adds queue_ms) and relays the answer. */
+static void run_on_slot(dg_server_t *s, dg_http_req_t *r, const char *qid, json_t *req,
+                        int64_t timeout_ms, dg_format_t format)
+{
+    if (atomic_load(&s->is_draining)) {
+        dg_http_respond_error(r, DG_DRAINING, NULL, qid, 0);
+        return;
+    }
+    int64_t t0 = dg_now_ms();
+    dg_slot_t *slot = NULL;
+    int retry = 0;
+    dg_rc_t rc = dg_engines_acquire(s->engines, &slot, &retry);
+    if (rc != DG_OK) {
+        dg_http_respond_error(r, rc, NULL, qid, retry);
+        return;
+    }
+    int64_t queue_ms = dg_now_ms() - t0;
+    relay *x = calloc(1, sizeof *x);
+    char *text = NULL;
+    if (!x || json_object_set_new(req, "queue_ms", json_integer(queue_ms)) != 0 ||
+        !(text = json_dumps(req, JSON_COMPACT))) {
+        free(x);
+        dg_engines_release(s->engines, slot);
+        dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
+        return;
+    }
+    x->s = s;
+    x->slot = slot;
+    x->client_fd = dg_http_req_client_fd(r);
+    x->is_ndjson = format == DG_FMT_NDJSON;
+    memcpy(x->qid, qid, sizeof x->qid);
+    /* A frame is at most DG_FRAME_MAX_PAYLOAD; the cap keeps a confused engine bounded. */
+    dg_buf_init_rc(&x->payload, DG_FRAME_MAX_PAYLOAD, DG_PROTOCOL);
+    rc = dg_slot_send(slot, text, strlen(text), dg_now_ms() + timeout_ms);
+    free(text);
+    if (rc != DG_OK) {
+        relay_free(x);
+        dg_http_respond_error(r, rc, NULL, qid, 0);
+        return;
+    }
+    relay_start(r, x);
+}
+
+static dg_http_query_limits_t limits_of(const dg_server_t *s)
+{
+    return (dg_http_query_limits_t){s->cfg->max_sql_bytes, s->cfg->timeout_ms, s->dbs, s->n_dbs};
+}
+
+void dg_server__h_query(dg_http_req_t *r, void *ctx)
+{
+    dg_server_t *s = ctx;
+    /* The query id is the request id, so access, query and engine log lines correlate. */
+    const char *qid = r->id;
+    if (atomic_load(&s->is_draining)) {
+        dg_http_respond_error(r, DG_DRAINING, NULL, qid, 0);
+        return;
+    }
+    dg_http_query_limits_t lim = limits_of(s);
+    dg_http_query_t q;
+    dg_error_t err;
+    dg_error_clear(&err);
+    const char *accept = dg_http_req_header(r, "Accept");
+    dg_rc_t rc =
+        r->method == DG_HTTP_POST
+            ? dg_http_query_from_body(r->match.cap[0], r->body.p, r->body.len, &r->target.args,
+                                      accept, &lim, &q, &err)
+            : dg_http_query_from_args(r->match.cap[0], &r->target.args, accept, &lim, &q, &err);
+    if (rc != DG_OK) {
+        dg_http_respond_error(r, rc, err.msg, qid, 0);
+        return;
+    }
+    json_t *req = json_object();
+    bool ok =
+        req && json_object_set_new(req, "id", json_string(qid)) == 0 &&
+        json_object_set_new(req, "kind", json_string("sql")) == 0 &&
+        json_object_set_new(req, "db", json_string(q.db)) == 0 &&
+        json_object_set_new(req, "sql", json_stringn(q.sql, q.sql_len)) == 0 &&
+        (!q.params || json_object_set(req, "params", q.params) == 0) &&
+        json_object_set_new(req, "format", json_string(dg_http_format_name(q.format))) == 0 &&
+        json_object_set_new(req, "timeout_ms", json_integer(q.timeout_ms)) == 0 &&
+        json_object_set_new(req, "max_rows", json_integer((json_int_t)s->cfg->max_rows)) == 0 &&
+        json_object_set_new(req, "max_bytes", json_integer((json_int_t)s->cfg->max_result_bytes)) ==
+            0;
+    if (!ok) {
+        dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
+    } else {
+        dg_log(DG_LOG_DEBUG, "query", qid, "db=%s format=%s timeout_ms=%lld sql_bytes=%zu", q.db,
+               dg_http_format_name(q.format), (long long)q.timeout_ms, q.sql_len);
+        run_on_slot(s, r, qid, req, q.timeout_ms, q.format);
+    }
+    json_decref(req);
+    dg_http_query_free(&q);
+}
+
+void dg_server__h_database(dg_http_req_t *r, void *ctx)
+{
+    dg_server_t *s = ctx;
+    /* The query id is the request id, so access, query and engine log lines correlate. */
+    const char *qid = r->id;
+    dg_http_query_limits_t lim = limits_of(s);
+    char db[65];
+    dg_error_t err;
+    dg_error_clear(&err);
+    dg_rc_t rc = dg_http_query_check_db(r->match.cap[0], &lim, db, &err);
+    if (rc != DG_OK) {
+        dg_http_respond_error(r, rc, err.msg, qid, 0);
+        return;
+    }
+    json_t *req =
+        json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "id", qid, "kind", "catalog", "db", db,
+                  "format", "json", "timeout_ms", (json_int_t)s->cfg->timeout_ms, "max_rows",
+                  (json_int_t)0, "max_bytes", (json_int_t)s->cfg->max_result_bytes);
+    if (!req) {
+        dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
+        return;
+    }
+    run_on_slot(s, r, qid, req, s->cfg->timeout_ms, DG_FMT_JSON);
+    json_decref(req);
+}
