@@ -426,6 +426,28 @@ void dg_db__checkers_free(dg_db_t *db)
     db->n_checkers = 0;
 }
 
+static dg_rc_t count_statements(dg_db_t *db, duckdb_connection con, const char *sql,
+                                size_t sql_len, dg_error_t *err)
+{
+    char *text = strndup(sql, sql_len);
+    if (!text) {
+        return dg_error_set(err, DG_NOMEM, "out of memory");
+    }
+    duckdb_extracted_statements ext = NULL;
+    idx_t n = duckdb_extract_statements(con, text, &ext);
+    dg_rc_t rc = DG_OK;
+    if (n == 0) {
+        const char *e = ext ? duckdb_extract_statements_error(ext) : NULL;
+        rc = e ? dg_db__error(db, -1, e, 0, err)
+               : dg_error_set(err, DG_SQL_ERROR, "the SQL holds no statement");
+    } else if (n > 1) {
+        rc = dg_error_set(err, DG_MULTIPLE_STATEMENTS, "exactly one SQL statement is allowed");
+    }
+    duckdb_destroy_extracted(&ext);
+    free(text);
+    return rc;
+}
+
 dg_rc_t dg_db__sandbox_check(dg_db_t *db, const char *sql, size_t sql_len, dg_error_t *err)
 {
     dg_db__checker_t chk = {NULL, NULL};
@@ -437,6 +459,12 @@ dg_rc_t dg_db__sandbox_check(dg_db_t *db, const char *sql, size_t sql_len, dg_er
     rc = checker_take(db, &chk, err);
     if (rc != DG_OK) {
         return rc;
+    }
+    /* Count statements first (parse only) so `SELECT 1; DROP TABLE t` is reported as what it
+     * is, several statements, rather than as whichever of them is not a SELECT. */
+    rc = count_statements(db, chk.con, sql, sql_len, err);
+    if (rc != DG_OK) {
+        goto out;
     }
     if (duckdb_bind_varchar_length(chk.ps, 1, sql, sql_len) != DuckDBSuccess) {
         rc = dg_error_set(err, DG_SQL_ERROR, "the SQL is not valid UTF-8");

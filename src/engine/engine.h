@@ -40,8 +40,10 @@ bool dg_engines_ready(dg_engines_t *p);
 
 /* Leases a free slot, waiting in the bounded queue up to the configured queue timeout.
  * DG_OVERLOADED when the queue is full or the wait timed out (*out_retry_after_s gets a hint);
- * DG_DRAINING when stopping. */
-dg_rc_t dg_engines_acquire(dg_engines_t *p, dg_slot_t **out, int *out_retry_after_s);
+ * DG_DRAINING when stopping; DG_CLIENT_GONE when client_fd (>= 0) hung up while queued, so a
+ * departed client does not keep its place in the queue. */
+dg_rc_t dg_engines_acquire(dg_engines_t *p, int client_fd, dg_slot_t **out,
+                           int *out_retry_after_s);
 /* Sends a REQ frame. The engine-side deadline comes from the request's timeout_ms; the front
  * kills the engine when no END/ERROR arrived by deadline_ms (monotonic ms) + kill grace
  * (deadline_ms <= 0: never). One request at a time: read it to END/ERROR (or release the slot)

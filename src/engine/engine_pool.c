@@ -54,6 +54,8 @@
 #define TERM_WAIT_MS 1000     /* SIGTERM -> SIGKILL at stop */
 #define SUPERVISE_TICK_MS 100
 #define RETRY_AFTER_S 1
+/* How often a queued request checks whether its client is still there. */
+#define QUEUE_POLL_MS 200
 
 #if defined(__SANITIZE_ADDRESS__)
 #define DG_ENGINE_ASAN 1
@@ -973,7 +975,20 @@ bool dg_engines_ready(dg_engines_t *p)
     return ready;
 }
 
-dg_rc_t dg_engines_acquire(dg_engines_t *p, dg_slot_t **out, int *out_retry_after_s)
+static bool client_gone(int fd, short revents, bool *watch);
+
+/* Polls the client socket without waiting; true when it hung up. */
+static bool client_gone_now(int fd, bool *watch)
+{
+    if (fd < 0 || !*watch) {
+        return false;
+    }
+    struct pollfd pfd = {fd, POLLRDHUP, 0};
+    return poll(&pfd, 1, 0) > 0 && client_gone(fd, pfd.revents, watch);
+}
+
+dg_rc_t dg_engines_acquire(dg_engines_t *p, int client_fd, dg_slot_t **out,
+                           int *out_retry_after_s)
 {
     *out = NULL;
     if (out_retry_after_s) {
@@ -1004,19 +1019,24 @@ dg_rc_t dg_engines_acquire(dg_engines_t *p, dg_slot_t **out, int *out_retry_afte
     }
     p->q_tail = &w;
     p->q_len++;
-    struct timespec ts;
-    abs_deadline(&ts, p->cfg->queue_timeout_ms);
+    /* Wait in short slices so a client that hangs up while queued leaves the queue promptly. */
+    int64_t give_up = dg_now_ms() + p->cfg->queue_timeout_ms;
+    bool watch = client_fd >= 0, gone = false;
     while (!w.slot && !p->draining) {
-        if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) {
+        int64_t now = dg_now_ms();
+        if (now >= give_up || (gone = client_gone_now(client_fd, &watch))) {
             break;
         }
+        struct timespec ts;
+        abs_deadline(&ts, give_up - now < QUEUE_POLL_MS ? give_up - now : QUEUE_POLL_MS);
+        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     }
     if (w.slot) {
         *out = w.slot;
         goto out;
     }
     queue_remove(p, &w);
-    rc = p->draining ? DG_DRAINING : DG_OVERLOADED;
+    rc = p->draining ? DG_DRAINING : gone ? DG_CLIENT_GONE : DG_OVERLOADED;
     pthread_cond_broadcast(&p->cv); /* stop() may be waiting for the queue to empty */
 
 out:

@@ -201,7 +201,7 @@ static void run_on_slot(dg_server_t *s, dg_http_req_t *r, const char *qid, json_
     int64_t t0 = dg_now_ms();
     dg_slot_t *slot = NULL;
     int retry = 0;
-    dg_rc_t rc = dg_engines_acquire(s->engines, &slot, &retry);
+    dg_rc_t rc = dg_engines_acquire(s->engines, dg_http_req_client_fd(r), &slot, &retry);
     if (rc != DG_OK) {
         dg_http_respond_error(r, rc, NULL, qid, retry);
         return;

@@ -265,7 +265,7 @@ static void run(pool_fix_t *f, const char *sql, const char *format, int64_t time
 {
     dg_slot_t *s = NULL;
     int retry = 0;
-    assert_int_equal(dg_engines_acquire(f->p, &s, &retry), DG_OK);
+    assert_int_equal(dg_engines_acquire(f->p, -1, &s, &retry), DG_OK);
     run_on(s, "sql", sql, format, timeout_ms, 0, a);
     dg_engines_release(f->p, s);
 }
@@ -408,7 +408,7 @@ static void test_query_roundtrip(void **state)
 
     /* max_rows truncates and says so. */
     dg_slot_t *s = NULL;
-    assert_int_equal(dg_engines_acquire(f.p, &s, NULL), DG_OK);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s, NULL), DG_OK);
     run_on(s, "sql", big, "ndjson", 10000, 5000, &a);
     assert_non_null(a.end);
     assert_int_equal(json_integer_value(json_object_get(a.end, "rows")), 5000);
@@ -453,7 +453,7 @@ static void test_sql_error(void **state)
     answer_free(&a);
 
     dg_slot_t *s = NULL;
-    assert_int_equal(dg_engines_acquire(f.p, &s, NULL), DG_OK);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s, NULL), DG_OK);
     char *req = strdup("{\"id\":\"x\",\"kind\":\"sql\",\"db\":\"nope\",\"sql\":\"SELECT 1\"}");
     assert_int_equal(dg_slot_send(s, req, strlen(req), dg_now_ms() + 5000), DG_OK);
     free(req);
@@ -472,25 +472,35 @@ static void test_admission(void **state)
     fix_start(&f, 1, 1, 0);
     dg_slot_t *s1 = NULL, *s2 = NULL;
     int retry = 0;
-    assert_int_equal(dg_engines_acquire(f.p, &s1, &retry), DG_OK);
-    assert_int_equal(dg_engines_acquire(f.p, &s2, &retry), DG_OVERLOADED);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s1, &retry), DG_OK);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s2, &retry), DG_OVERLOADED);
     assert_null(s2);
     assert_true(retry >= 1);
     dg_engines_stats_t st;
     dg_engines_stats(f.p, &st);
     assert_int_equal(st.slots_busy, 1);
     dg_engines_release(f.p, s1);
-    assert_int_equal(dg_engines_acquire(f.p, &s2, &retry), DG_OK);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s2, &retry), DG_OK);
     dg_engines_release(f.p, s2);
     fix_stop(&f);
 
     /* With a queue: a waiter times out after queue_timeout_ms, and draining wakes waiters. */
     fix_start(&f, 1, 1, 1);
-    assert_int_equal(dg_engines_acquire(f.p, &s1, &retry), DG_OK);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s1, &retry), DG_OK);
     int64_t t0 = dg_now_ms();
-    assert_int_equal(dg_engines_acquire(f.p, &s2, &retry), DG_OVERLOADED);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s2, &retry), DG_OVERLOADED);
     int64_t waited = dg_now_ms() - t0;
     assert_true(waited >= 150 && waited < 2000);
+
+    /* A queued client that hangs up leaves the queue instead of holding its place. */
+    int cl[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, cl), 0);
+    close(cl[1]);
+    assert_int_equal(dg_engines_acquire(f.p, cl[0], &s2, &retry), DG_CLIENT_GONE);
+    assert_null(s2);
+    close(cl[0]);
+    dg_engines_stats(f.p, &st);
+    assert_int_equal(st.queue_depth, 0);
     dg_engines_release(f.p, s1);
     dg_engines_stop(f.p, 0);
 }
@@ -542,7 +552,7 @@ static void test_kill_path(void **state)
     int pid = 0;
     assert_int_equal(dg_engines_pids(f.p, &pid, 1), 1);
     dg_slot_t *s = NULL;
-    assert_int_equal(dg_engines_acquire(f.p, &s, NULL), DG_OK);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s, NULL), DG_OK);
     char *req = req_json("sql", LONG_AGG, "json", 200, 0);
     int64_t t0 = dg_now_ms();
     assert_int_equal(dg_slot_send(s, req, strlen(req), t0 + 200), DG_OK);
@@ -600,7 +610,7 @@ static void test_engine_crash(void **state)
     for (int i = 0; i < 4; i++) {
         memset(&q[i], 0, sizeof q[i]);
         q[i].f = &f;
-        assert_int_equal(dg_engines_acquire(f.p, &q[i].s, NULL), DG_OK);
+        assert_int_equal(dg_engines_acquire(f.p, -1, &q[i].s, NULL), DG_OK);
         dg_buf_init(&q[i].a.body, 0);
         char *req = req_json("sql", "SELECT count(*) FROM range(400000000)", "json", 20000, 0);
         assert_int_equal(dg_slot_send(q[i].s, req, strlen(req), dg_now_ms() + 20000), DG_OK);
@@ -651,7 +661,7 @@ static void test_cancel_midstream(void **state)
     pool_fix_t f;
     fix_start(&f, 1, 1, 4);
     dg_slot_t *s = NULL;
-    assert_int_equal(dg_engines_acquire(f.p, &s, NULL), DG_OK);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s, NULL), DG_OK);
     char *req = req_json("sql", "SELECT * FROM range(1000000000)", "ndjson", 30000, 0);
     assert_int_equal(dg_slot_send(s, req, strlen(req), dg_now_ms() + 30000), DG_OK);
     free(req);
@@ -696,7 +706,7 @@ static void test_cancel_midstream(void **state)
 
     /* A CANCEL that crosses the END is ignored by the idle engine: the next request on the
      * same slot is answered normally. */
-    assert_int_equal(dg_engines_acquire(f.p, &s, NULL), DG_OK);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s, NULL), DG_OK);
     req = req_json("sql", "SELECT 5 AS five", "json", 5000, 0);
     assert_int_equal(dg_slot_send(s, req, strlen(req), dg_now_ms() + 5000), DG_OK);
     free(req);
@@ -734,7 +744,7 @@ static void test_client_gone(void **state)
     int cl[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, cl), 0);
     dg_slot_t *s = NULL;
-    assert_int_equal(dg_engines_acquire(f.p, &s, NULL), DG_OK);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s, NULL), DG_OK);
     char *req = req_json("sql", LONG_AGG, "json", 30000, 0);
     assert_int_equal(dg_slot_send(s, req, strlen(req), dg_now_ms() + 30000), DG_OK);
     free(req);
@@ -781,7 +791,7 @@ static void *holder_main(void *arg)
 static void *waiter_main(void *arg)
 {
     holder_t *h = arg;
-    h->acquire_rc = dg_engines_acquire(h->p, &h->s, NULL);
+    h->acquire_rc = dg_engines_acquire(h->p, -1, &h->s, NULL);
     return NULL;
 }
 
@@ -793,7 +803,7 @@ static void test_stop_drain(void **state)
     f.cfg.queue_timeout_ms = 10000;
     holder_t h = {.p = f.p}, w = {.p = f.p};
     dg_buf_init(&h.a.body, 0);
-    assert_int_equal(dg_engines_acquire(f.p, &h.s, NULL), DG_OK);
+    assert_int_equal(dg_engines_acquire(f.p, -1, &h.s, NULL), DG_OK);
     char *req = req_json("sql", LONG_AGG, "json", 30000, 0);
     assert_int_equal(dg_slot_send(h.s, req, strlen(req), dg_now_ms() + 30000), DG_OK);
     free(req);
