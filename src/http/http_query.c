@@ -117,7 +117,10 @@ dg_rc_t dg_http_query_from_body(dg_str_t db, const char *body, size_t len,
         goto out;
     }
     json_error_t jerr;
-    root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    /* JSON_ALLOW_NUL: "\u0000" is valid JSON; a NUL in the SQL is refused by take_sql with a
+     * message that says so, instead of calling the body malformed. */
+    root = json_loadb(body ? body : "", len,
+                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!root) {
         rc = dg_error_set(err, DG_BAD_JSON,
                           "request body is not valid JSON: %s (line %d, column %d)", jerr.text,

@@ -203,26 +203,43 @@ def test_alive_after_errors(server):
     assert assert_ok(server.query("main", "SELECT 42"))["rows"] == [[42]]
 
 
+# libmicrohttpd answers a request head that does not fit its per-connection memory pool (256 KiB
+# here) itself, with the right status and its own small HTML body, before duckgate sees the
+# request; it offers no hook to change that body (documented in docs/security.md). Below that
+# size duckgate's own limits answer, in JSON.
+POOL_LIMIT = 256 * 1024
+
+
 @pytest.mark.parametrize("n", [70000, 2000000])
-def test_huge_url_is_json_error(server, n):
-    """An over-long GET URL is refused with a JSON error (413 SQL_TOO_LARGE or 414 URI_TOO_LONG),
-    whichever layer notices first."""
+def test_huge_url_is_refused(server, n):
+    """An over-long GET URL is refused: 413 SQL_TOO_LARGE or 414 URI_TOO_LONG in JSON when
+    duckgate sees it, 414 from libmicrohttpd beyond its pool; the server stays up."""
     req = ("GET /api/query/main?sql=SELECT%%201--%s HTTP/1.1\r\nHost: x\r\n"
            "Connection: close\r\n\r\n" % ("a" * n)).encode()
     status, hdrs, body = raw_http(server.port, req)
     assert status in (413, 414), (status, body[:200])
-    assert "json" in hdrs.get("content-type", ""), "non-JSON %d body: %r" % (status, body[:200])
-    err = json.loads(body)["error"]
-    assert err["code"] in ("SQL_TOO_LARGE", "URI_TOO_LONG") and err["message"], err
+    if n < POOL_LIMIT:
+        assert "json" in hdrs.get("content-type", ""), "non-JSON %d body: %r" % (status, body[:200])
+        err = json.loads(body)["error"]
+        assert err["code"] in ("SQL_TOO_LARGE", "URI_TOO_LONG") and err["message"], err
     assert server.alive()
 
 
-def test_huge_header_is_json_error(server):
-    """Request headers beyond the server's limit: 431 HEADERS_TOO_LARGE as JSON."""
+@pytest.mark.parametrize("n", [70000, 2000000])
+def test_huge_header_is_refused(server, n):
+    """Request headers beyond the limit: 431, as JSON HEADERS_TOO_LARGE when duckgate sees them."""
     req = ("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\nConnection: close\r\n\r\n"
-           % ("b" * 2000000)).encode()
+           % ("b" * n)).encode()
     status, hdrs, body = raw_http(server.port, req)
     assert status == 431, (status, body[:200])
-    assert "json" in hdrs.get("content-type", ""), "non-JSON %d body: %r" % (status, body[:200])
-    assert json.loads(body)["error"]["code"] == "HEADERS_TOO_LARGE"
+    if n < POOL_LIMIT:
+        assert "json" in hdrs.get("content-type", ""), "non-JSON %d body: %r" % (status, body[:200])
+        assert json.loads(body)["error"]["code"] == "HEADERS_TOO_LARGE"
     assert server.alive()
+
+
+def test_nul_in_sql_is_bad_request(server):
+    """"\\u0000" is valid JSON; a NUL inside the SQL is refused as such, not as bad JSON."""
+    r = post_raw(server, "main", b'{"sql": "SELECT 1\\u0000; DROP TABLE t"}')
+    assert_error(r, 400, "BAD_REQUEST")
+    assert "NUL" in r.json()["error"]["message"]
