@@ -79,6 +79,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rc == DG_OK && (unsigned)f >= DG_FMT_PARQUET) {
             abort(); /* not available yet */
         }
+        /* The same header bytes as an Accept-Encoding list. */
+        dg_codec_id_t coding = DG_CODEC_COUNT_;
+        dg_error_clear(&err);
+        rc = dg_http_negotiate_encoding(accept, &coding, &err);
+        if ((rc == DG_OK && (unsigned)coding >= DG_CODEC_COUNT_) ||
+            (rc != DG_OK && rc != DG_NOT_ACCEPTABLE)) {
+            abort();
+        }
     } else if (err.msg[0] == '\0') {
         abort(); /* every refusal says why */
     }

@@ -37,6 +37,10 @@ typedef struct dg_config {
     char *meminfo_path;         /* default "/proc/meminfo" */
     /* logging */
     char *log_level;            /* debug|info|warn|error; default info */
+    /* response compression levels (Accept-Encoding) */
+    int zstd_level;             /* default 1 */
+    int gzip_level;             /* default 1 */
+    int br_level;               /* default 1 */
     /* bookkeeping for `config check`, filled by the loader */
     char *config_path;          /* INI file that was read; NULL when none */
     unsigned char source_[32];  /* private: dg_config_source_t per setting, in table order */

@@ -83,6 +83,10 @@ static const setting_t settings[] = {
      "where physical memory is read"},
     {"log_level", K_LOGLEVEL, OFF(log_level), "info", 0, 0, false, "LEVEL",
      "debug, info, warn or error"},
+    {"zstd_level", K_INT, OFF(zstd_level), "1", 1, 19, false, "N",
+     "zstd level for Accept-Encoding: zstd (1 is fastest and, on result data, best per CPU)"},
+    {"gzip_level", K_INT, OFF(gzip_level), "1", 1, 9, false, "N", "gzip level"},
+    {"br_level", K_INT, OFF(br_level), "1", 0, 11, false, "N", "brotli quality"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])

@@ -441,7 +441,9 @@ static dg_rc_t count_statements(dg_db_t *db, duckdb_connection con, const char *
         rc = e ? dg_db__error(db, -1, e, 0, err)
                : dg_error_set(err, DG_SQL_ERROR, "the SQL holds no statement");
     } else if (n > 1) {
-        rc = dg_error_set(err, DG_MULTIPLE_STATEMENTS, "exactly one SQL statement is allowed");
+        rc = dg_error_set(err, DG_MULTIPLE_STATEMENTS,
+                          "exactly one SQL statement is allowed (a PIVOT without an explicit IN "
+                          "list counts as several: DuckDB expands it into extra statements)");
     }
     duckdb_destroy_extracted(&ext);
     free(text);

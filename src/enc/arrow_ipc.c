@@ -541,7 +541,7 @@ static uint32_t write_field(dg_arrow_ipc_t *w, const struct ArrowSchema *s)
     int64_t dict_id = s->dictionary ? w->next_dict_id++ : -1;
     arrow_type_t t, idx;
     parse_format(value->format, &t);
-    uint32_t child_refs_stack[16], *child_refs = child_refs_stack;
+    uint32_t child_refs_stack[16] = {0}, *child_refs = child_refs_stack;
     if (value->n_children > 16) {
         child_refs = malloc((size_t)value->n_children * sizeof *child_refs);
         if (!child_refs) {

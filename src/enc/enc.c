@@ -512,10 +512,11 @@ dg_rc_t dg_enc_end(dg_enc_t *e, const dg_enc_summary_t *sum, dg_buf_t *out)
         rc = dg_buf_printf(out,
                            "{\"type\":\"end\",\"rows\":%llu,\"bytes\":%llu,\"truncated\":%s,"
                            "\"elapsed_ms\":%.3f,\"queue_ms\":%.3f,\"execute_ms\":%.3f,"
-                           "\"encode_ms\":%.3f}\n",
+                           "\"encode_ms\":%.3f,\"compress_ms\":%.3f}\n",
                            (unsigned long long)sum->rows, (unsigned long long)sum->bytes,
                            sum->truncated ? "true" : "false", ms(sum->elapsed_ms),
-                           ms(sum->queue_ms), ms(sum->execute_ms), ms(sum->encode_ms));
+                           ms(sum->queue_ms), ms(sum->execute_ms), ms(sum->encode_ms),
+                           ms(sum->compress_ms));
         break;
     default:
         break; /* CSV/TSV have no trailer */

@@ -40,7 +40,7 @@ typedef struct dg_enc_summary {
     uint64_t rows;
     uint64_t bytes;        /* bytes of output before this trailer (for NDJSON end line) */
     bool truncated;        /* a row cap cut the result */
-    double queue_ms, execute_ms, encode_ms, elapsed_ms;
+    double queue_ms, execute_ms, encode_ms, compress_ms, elapsed_ms;
 } dg_enc_summary_t;
 
 typedef struct dg_enc dg_enc_t;

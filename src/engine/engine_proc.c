@@ -39,6 +39,7 @@
 #include "core/dgtime.h"
 #include "core/ioutil.h"
 #include "core/log.h"
+#include "codec/codec.h"
 #include "db/db.h"
 #include "enc/enc.h"
 #include "engine/engine_int.h"
@@ -162,6 +163,14 @@ static void slot_set_idle(eslot_t *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+static bool slot_peer_gone(eslot_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool gone = s->peer_gone;
+    pthread_mutex_unlock(&s->mu);
+    return gone;
+}
+
 static dg_rc_t send_frame(eslot_t *s, dg_frame_type_t type, const char *p, size_t len)
 {
     dg_rc_t rc = dg_frame_write(s->fd, type, p, (uint32_t)len);
@@ -217,16 +226,24 @@ typedef struct timings {
     double queue_ms;   /* from the front: time spent waiting for a slot */
     double execute_ms; /* inside DuckDB (start + fetches) */
     double encode_ms;  /* inside the encoder */
+    double compress_ms;/* inside the codec */
 } timings_t;
 
-static dg_rc_t send_head(eslot_t *s, const char *content_type, const timings_t *t)
+static dg_rc_t send_head(eslot_t *s, const char *content_type, const char *encoding,
+                         const timings_t *t)
 {
     dg_buf_t b;
     dg_buf_init(&b, 4096);
     dg_buf_puts(&b, "{\"status\":200,\"content_type\":");
     dg_buf_json_str(&b, content_type, strlen(content_type));
-    dg_rc_t rc = dg_buf_printf(&b, ",\"queue_ms\":%.3f,\"execute_ms\":%.3f,\"encode_ms\":%.3f}",
-                               t->queue_ms, t->execute_ms, t->encode_ms);
+    if (encoding) {
+        dg_buf_puts(&b, ",\"content_encoding\":");
+        dg_buf_json_str(&b, encoding, strlen(encoding));
+    }
+    dg_rc_t rc = dg_buf_printf(&b,
+                               ",\"queue_ms\":%.3f,\"execute_ms\":%.3f,\"encode_ms\":%.3f,"
+                               "\"compress_ms\":%.3f}",
+                               t->queue_ms, t->execute_ms, t->encode_ms, t->compress_ms);
     if (rc == DG_OK) {
         rc = send_frame(s, DG_FRAME_HEAD, b.p, b.len);
     }
@@ -239,9 +256,10 @@ static void send_end(eslot_t *s, uint64_t rows, uint64_t bytes, bool truncated, 
     char end[512];
     int n = snprintf(end, sizeof end,
                      "{\"rows\":%llu,\"bytes\":%llu,\"truncated\":%s,\"queue_ms\":%.3f,"
-                     "\"execute_ms\":%.3f,\"encode_ms\":%.3f}",
+                     "\"execute_ms\":%.3f,\"encode_ms\":%.3f,\"compress_ms\":%.3f}",
                      (unsigned long long)rows, (unsigned long long)bytes,
-                     truncated ? "true" : "false", t->queue_ms, t->execute_ms, t->encode_ms);
+                     truncated ? "true" : "false", t->queue_ms, t->execute_ms, t->encode_ms,
+                     t->compress_ms);
     slot_set_idle(s);
     if (n > 0 && (size_t)n < sizeof end) {
         send_frame(s, DG_FRAME_END, end, (size_t)n);
@@ -296,6 +314,8 @@ typedef struct req {
     uint64_t max_rows;
     uint64_t max_bytes;
     double queue_ms;
+    const char *encoding; /* Content-Encoding token; "identity" when absent */
+    int level;            /* codec level; < 0 = the codec's default */
 } req_t;
 
 static const char *json_str_or(json_t *o, const char *key, const char *dflt)
@@ -340,7 +360,7 @@ static void run_catalog(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t 
         send_error(s, rc, err.msg);
         goto out;
     }
-    rc = send_head(s, "application/json", t);
+    rc = send_head(s, "application/json", NULL, t);
     if (rc == DG_OK) {
         rc = send_data(s, &out, &sent);
     }
@@ -353,6 +373,73 @@ out:
 
 /* Runs one SQL request and answers it. Every path ends with END or ERROR (unless the front is
  * gone, in which case nobody listens). */
+/* ---- the response body: encoder bytes -> codec -> DATA frames ---------------------------- */
+
+/* Owns the codec of one response. Encoders write plain bytes into `out`; body_emit compresses
+ * them (flushing, so the client can decode every batch as it arrives) and sends DATA frames.
+ * Confined to the slot thread. */
+typedef struct body {
+    eslot_t *s;
+    dg_codec_t *codec; /* NULL = identity */
+    dg_buf_t z;        /* compressed bytes of the current emit */
+    uint64_t raw;      /* plain bytes produced so far */
+    uint64_t sent;     /* bytes sent as DATA (compressed when a codec is set) */
+    timings_t *t;
+} body_t;
+
+static dg_rc_t body_init(body_t *b, eslot_t *s, const req_t *r, timings_t *t, dg_error_t *err)
+{
+    memset(b, 0, sizeof *b);
+    b->s = s;
+    b->t = t;
+    dg_buf_init_rc(&b->z, STREAM_BUF_CAP, DG_RESOURCE_EXHAUSTED);
+    int id = dg_codec_parse(r->encoding, strlen(r->encoding));
+    if (id < 0) {
+        return dg_error_set(err, DG_NOT_ACCEPTABLE, "unknown content coding '%.32s'", r->encoding);
+    }
+    if (id == DG_CODEC_IDENTITY) {
+        return DG_OK;
+    }
+    int level = r->level >= 0 ? r->level : dg_codec_default_level((dg_codec_id_t)id);
+    dg_rc_t rc = dg_codec_new((dg_codec_id_t)id, level, &b->codec);
+    if (rc != DG_OK) {
+        return dg_error_set(err, rc, "cannot start %s at level %d", r->encoding, level);
+    }
+    return DG_OK;
+}
+
+static const char *body_encoding(const body_t *b, const req_t *r)
+{
+    return b->codec ? r->encoding : NULL;
+}
+
+/* Sends out's plain bytes (compressed when a codec is set) and empties out. finish ends the
+ * compressed stream (its trailer) after them. */
+static dg_rc_t body_emit(body_t *b, dg_buf_t *out, bool finish)
+{
+    b->raw += out->len;
+    if (!b->codec) {
+        return send_data(b->s, out, &b->sent);
+    }
+    int64_t t0 = dg_now_us();
+    dg_rc_t rc = dg_codec_write(b->codec, out->p, out->len, &b->z);
+    if (rc == DG_OK) {
+        rc = finish ? dg_codec_finish(b->codec, &b->z) : dg_codec_flush(b->codec, &b->z);
+    }
+    b->t->compress_ms += ms_since(t0, dg_now_us());
+    dg_buf_reset(out);
+    if (rc != DG_OK) {
+        return rc;
+    }
+    return send_data(b->s, &b->z, &b->sent);
+}
+
+static void body_free(body_t *b)
+{
+    dg_codec_free(b->codec);
+    dg_buf_free(&b->z);
+}
+
 static void run_sql(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
 {
     dg_error_t err;
@@ -360,9 +447,10 @@ static void run_sql(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
     dg_db_cursor_t *cur = NULL;
     dg_enc_t *enc = NULL;
     dg_buf_t out;
-    uint64_t rows = 0, sent = 0;
+    body_t body;
+    uint64_t rows = 0;
     bool truncated = false, head_sent = false;
-    dg_rc_t rc;
+    dg_rc_t rc = body_init(&body, s, r, t, &err);
 
     int fmt = dg_format_parse(r->format ? r->format : "json");
     bool is_doc = fmt == DG_FMT_JSON;
@@ -371,6 +459,9 @@ static void run_sql(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
         dg_buf_init_rc(&out, max_bytes, DG_RESULT_TOO_LARGE);
     } else {
         dg_buf_init_rc(&out, STREAM_BUF_CAP, DG_RESOURCE_EXHAUSTED);
+    }
+    if (rc != DG_OK) {
+        goto fail;
     }
     if (fmt < 0) {
         rc = dg_error_set(&err, DG_NOT_ACCEPTABLE, "unknown format '%s'", r->format);
@@ -445,15 +536,16 @@ static void run_sql(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
             if (!head_sent) {
                 /* Headers are committed only once the first batch is encoded, so a query
                  * that fails early still gets a real HTTP error status. */
-                rc = send_head(s, dg_format_content_type((dg_format_t)fmt), t);
+                rc = send_head(s, dg_format_content_type((dg_format_t)fmt),
+                               body_encoding(&body, r), t);
                 if (rc != DG_OK) {
                     goto gone;
                 }
                 head_sent = true;
             }
-            rc = send_data(s, &out, &sent);
+            rc = body_emit(&body, &out, false);
             if (rc != DG_OK) {
-                goto gone;
+                goto emit_failed;
             }
         }
         if (truncated) {
@@ -465,11 +557,12 @@ static void run_sql(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
 
     dg_enc_summary_t sum = {
         .rows = rows,
-        .bytes = sent + out.len,
+        .bytes = body.raw + out.len,
         .truncated = truncated,
         .queue_ms = t->queue_ms,
         .execute_ms = t->execute_ms,
         .encode_ms = t->encode_ms,
+        .compress_ms = t->compress_ms,
         .elapsed_ms = ms_since(t->recv_us, dg_now_us()) + t->queue_ms,
     };
     t0 = dg_now_us();
@@ -479,18 +572,48 @@ static void run_sql(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
         goto fail;
     }
     if (!head_sent) {
-        rc = send_head(s, dg_format_content_type((dg_format_t)fmt), t);
+        if (body.codec) {
+            /* A single document is compressed whole before HEAD, so the header can report the
+             * compression time too and a codec failure is still a real HTTP error. */
+            dg_buf_t plain = out;
+            dg_buf_init_rc(&out, STREAM_BUF_CAP, DG_RESOURCE_EXHAUSTED);
+            int64_t t1 = dg_now_us();
+            body.raw += plain.len;
+            rc = dg_codec_write(body.codec, plain.p, plain.len, &out);
+            if (rc == DG_OK) {
+                rc = dg_codec_finish(body.codec, &out);
+            }
+            t->compress_ms += ms_since(t1, dg_now_us());
+            dg_buf_free(&plain);
+            if (rc != DG_OK) {
+                goto fail;
+            }
+            dg_codec_free(body.codec);
+            body.codec = NULL; /* already compressed: send as is */
+            rc = send_head(s, dg_format_content_type((dg_format_t)fmt), r->encoding, t);
+        } else {
+            rc = send_head(s, dg_format_content_type((dg_format_t)fmt), NULL, t);
+        }
         if (rc != DG_OK) {
             goto gone;
         }
         head_sent = true;
     }
-    rc = send_data(s, &out, &sent);
+    rc = body_emit(&body, &out, true);
     if (rc != DG_OK) {
-        goto gone;
+        goto emit_failed;
     }
-    send_end(s, rows, sent, truncated, t);
+    send_end(s, rows, body.sent, truncated, t);
     goto out;
+
+emit_failed:
+    /* A frame write failed (the front closed the slot) or the codec failed mid-stream. */
+    if (!slot_peer_gone(s)) {
+        release_cursor(s, &cur);
+        send_error(s, rc, dg_rc_message(rc));
+        goto out;
+    }
+    goto gone;
 
 fail:
     release_cursor(s, &cur);
@@ -517,8 +640,11 @@ fail:
         /* Drop a half-encoded batch, then end the body with the format's in-band marker so a
          * client that reads only the body still sees the failure. */
         dg_buf_reset(&out);
-        if (enc && dg_enc_fail(enc, rc, err.msg, &out) == DG_OK && out.len > 0) {
-            if (send_data(s, &out, &sent) != DG_OK) {
+        if (enc && dg_enc_fail(enc, rc, err.msg, &out) == DG_OK &&
+            (out.len > 0 || body.codec)) {
+            /* Through the codec and finished, so a compressed stream stays decodable up to
+             * and including the error line. */
+            if (body_emit(&body, &out, true) != DG_OK && slot_peer_gone(s)) {
                 goto gone;
             }
         }
@@ -534,6 +660,7 @@ gone:
 out:
     dg_enc_free(enc);
     dg_buf_free(&out);
+    body_free(&body);
 }
 
 static void handle_req(eslot_t *s, const dg_buf_t *payload)
@@ -557,6 +684,8 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
         v = json_int_or(root, "max_bytes", 0);
         r.max_bytes = v > 0 ? (uint64_t)v : 0;
         r.queue_ms = (double)json_int_or(root, "queue_ms", 0);
+        r.encoding = json_str_or(root, "encoding", "identity");
+        r.level = (int)json_int_or(root, "level", -1);
         t.queue_ms = r.queue_ms;
     }
 

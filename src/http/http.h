@@ -17,6 +17,7 @@
 
 #include "core/buf.h"
 #include "core/rc.h"
+#include "codec/codec.h"
 #include "core/str.h"
 #include "enc/enc.h"
 
@@ -103,6 +104,13 @@ void dg_http_target_free(dg_http_target_t *t);
  * Accept that names nothing we produce, and for formats not available yet (parquet, arrow). */
 dg_rc_t dg_http_negotiate(const char *format_arg, const char *accept, dg_format_t *out,
                           dg_error_t *err);
+/* Picks the response Content-Encoding from an Accept-Encoding header (RFC 9110 §12.5.3):
+ * q-values honoured, `*` covers codings not named, identity stays acceptable unless excluded
+ * (`identity;q=0`, or `*;q=0` without identity named). On equal weight the server prefers zstd,
+ * br, gzip, then identity. A NULL or empty header means identity. DG_NOT_ACCEPTABLE when
+ * nothing duckgate produces is acceptable. */
+dg_rc_t dg_http_negotiate_encoding(const char *accept_encoding, dg_codec_id_t *out,
+                                   dg_error_t *err);
 /* Name of a format as the frame protocol spells it ("json", "ndjson", "csv", ...). */
 const char *dg_http_format_name(dg_format_t f);
 

@@ -258,6 +258,82 @@ static int parse_q(dg_str_t v)
     return q > 1000 ? -1 : q;
 }
 
+/* Takes the next element of a comma-separated header list ("token;q=0.5;x=y"): *out_token gets
+ * the trimmed token, the return value its weight in thousandths (1000 without q, -1 for a
+ * malformed q). Parameters other than q are ignored. */
+static int next_list_item(dg_str_t *rest, dg_str_t *out_token)
+{
+    dg_str_t item;
+    *rest = dg_str_split(*rest, ',', &item);
+    dg_str_t params = dg_str_split(item, ';', out_token);
+    *out_token = dg_str_trim(*out_token);
+    int q = 1000;
+    while (params.len) {
+        dg_str_t param;
+        params = dg_str_split(params, ';', &param);
+        dg_str_t pname;
+        dg_str_t pval = dg_str_split(dg_str_trim(param), '=', &pname);
+        if (dg_str_ieq_c(dg_str_trim(pname), "q")) {
+            q = parse_q(dg_str_trim(pval));
+        }
+    }
+    return q;
+}
+
+dg_rc_t dg_http_negotiate_encoding(const char *accept_encoding, dg_codec_id_t *out,
+                                   dg_error_t *err)
+{
+    /* Server preference on equal weight: best ratio per CPU first (DESIGN §11). */
+    static const dg_codec_id_t preference[] = {DG_CODEC_ZSTD, DG_CODEC_BR, DG_CODEC_GZIP,
+                                               DG_CODEC_IDENTITY};
+    *out = DG_CODEC_IDENTITY;
+    dg_str_t rest = dg_str_trim(dg_str_c(accept_encoding));
+    if (rest.len == 0) {
+        return DG_OK;
+    }
+    /* -2 = not named; otherwise the named weight. */
+    int named[DG_CODEC_COUNT_];
+    int star = -2;
+    for (int i = 0; i < DG_CODEC_COUNT_; i++) {
+        named[i] = -2;
+    }
+    while (rest.len) {
+        dg_str_t token;
+        int q = next_list_item(&rest, &token);
+        if (token.len == 0 || q < 0) {
+            continue;
+        }
+        if (dg_str_eq_c(token, "*")) {
+            star = q;
+            continue;
+        }
+        int c = dg_codec_parse(token.p, token.len);
+        if (c >= 0) {
+            named[c] = q > named[c] ? q : named[c];
+        }
+    }
+    int best = -1, best_q = 0;
+    for (size_t i = 0; i < sizeof preference / sizeof preference[0]; i++) {
+        dg_codec_id_t c = preference[i];
+        int q = named[c];
+        if (q == -2) {
+            /* Not named: `*` decides; identity stays acceptable unless `*;q=0` excludes it. */
+            q = star != -2 ? star : c == DG_CODEC_IDENTITY ? 1 : 0;
+        }
+        if (q > best_q) {
+            best = (int)c;
+            best_q = q;
+        }
+    }
+    if (best < 0) {
+        return dg_error_set(err, DG_NOT_ACCEPTABLE,
+                            "no acceptable content coding: duckgate offers zstd, br, gzip and "
+                            "identity");
+    }
+    *out = (dg_codec_id_t)best;
+    return DG_OK;
+}
+
 dg_rc_t dg_http_negotiate(const char *format_arg, const char *accept, dg_format_t *out,
                           dg_error_t *err)
 {
@@ -287,19 +363,7 @@ dg_rc_t dg_http_negotiate(const char *format_arg, const char *accept, dg_format_
     const char *unavailable = NULL;
     while (rest.len) {
         dg_str_t range;
-        rest = dg_str_split(rest, ',', &range);
-        dg_str_t params = dg_str_split(range, ';', &range);
-        range = dg_str_trim(range);
-        int q = 1000;
-        while (params.len) {
-            dg_str_t param;
-            params = dg_str_split(params, ';', &param);
-            dg_str_t pname;
-            dg_str_t pval = dg_str_split(dg_str_trim(param), '=', &pname);
-            if (dg_str_ieq_c(dg_str_trim(pname), "q")) {
-                q = parse_q(dg_str_trim(pval));
-            }
-        }
+        int q = next_list_item(&rest, &range);
         if (q <= best_q || range.len == 0) {
             continue; /* also skips q=0 and malformed q */
         }

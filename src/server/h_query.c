@@ -30,6 +30,8 @@ typedef struct relay {
     size_t off;
     bool is_done;
     bool is_ndjson; /* failures after HEAD end with an in-band error line */
+    bool is_coded;  /* the body is compressed: the front cannot append plain bytes to it */
+    bool varies;    /* the answer depends on Accept-Encoding (query routes) */
     char qid[17];
 } relay;
 
@@ -83,7 +85,8 @@ static ssize_t relay_read(void *ctx, char *buf, size_t max)
             dg_log(rc == DG_CLIENT_GONE ? DG_LOG_INFO : DG_LOG_WARN, "query", x->qid,
                    "stream aborted code=%s", dg_rc_name(rc));
             x->payload.len = 0;
-            if (rc != DG_CLIENT_GONE && x->is_ndjson && ndjson_error_line(x, rc)) {
+            if (rc != DG_CLIENT_GONE && x->is_ndjson && !x->is_coded &&
+                ndjson_error_line(x, rc)) {
                 x->is_done = true; /* send the line, then end the body properly */
                 continue;
             }
@@ -178,15 +181,24 @@ static void relay_start(dg_http_req_t *r, relay *x)
     timing_part(timing, sizeof timing, j, "queue_ms", "queue");
     timing_part(timing, sizeof timing, j, "execute_ms", "execute");
     timing_part(timing, sizeof timing, j, "encode_ms", "encode");
-    char ctype[128];
+    timing_part(timing, sizeof timing, j, "compress_ms", "compress");
+    char ctype[128], coding[16] = "";
     snprintf(ctype, sizeof ctype, "%s", ct ? ct : "application/octet-stream");
+    const char *ce = json_string_value(json_object_get(j, "content_encoding"));
+    if (ce && dg_codec_parse(ce, strlen(ce)) > DG_CODEC_IDENTITY) {
+        snprintf(coding, sizeof coding, "%s", ce);
+        x->is_coded = true;
+    }
     char qid[17];
     memcpy(qid, x->qid, sizeof qid);
     json_decref(j);
-    dg_http_header_t h[2] = {{"X-Query-Id", qid}, {"Server-Timing", timing[0] ? timing : NULL}};
+    dg_http_header_t h[4] = {{"X-Query-Id", qid},
+                             {"Server-Timing", timing[0] ? timing : NULL},
+                             {"Vary", x->varies ? "Accept-Encoding" : NULL},
+                             {"Content-Encoding", coding[0] ? coding : NULL}};
     x->payload.len = 0;
     x->off = 0;
-    dg_http_respond_stream(r, status >= 200 && status < 600 ? (int)status : 200, ctype, h, 2,
+    dg_http_respond_stream(r, status >= 200 && status < 600 ? (int)status : 200, ctype, h, 4,
                            relay_read, relay_free, x);
 }
 
@@ -220,6 +232,7 @@ static void run_on_slot(dg_server_t *s, dg_http_req_t *r, const char *qid, json_
     x->slot = slot;
     x->client_fd = dg_http_req_client_fd(r);
     x->is_ndjson = format == DG_FMT_NDJSON;
+    x->varies = json_object_get(req, "encoding") != NULL;
     memcpy(x->qid, qid, sizeof x->qid);
     /* A frame is at most DG_FRAME_MAX_PAYLOAD; the cap keeps a confused engine bounded. */
     dg_buf_init_rc(&x->payload, DG_FRAME_MAX_PAYLOAD, DG_PROTOCOL);
@@ -261,9 +274,22 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
         dg_http_respond_error(r, rc, err.msg, qid, 0);
         return;
     }
+    dg_codec_id_t coding;
+    rc = dg_http_negotiate_encoding(dg_http_req_header(r, "Accept-Encoding"), &coding, &err);
+    if (rc != DG_OK) {
+        dg_http_query_free(&q);
+        dg_http_respond_error(r, rc, err.msg, qid, 0);
+        return;
+    }
+    int level = coding == DG_CODEC_ZSTD   ? s->cfg->zstd_level
+                : coding == DG_CODEC_GZIP ? s->cfg->gzip_level
+                : coding == DG_CODEC_BR   ? s->cfg->br_level
+                                          : 0;
     json_t *req = json_object();
     bool ok =
         req && json_object_set_new(req, "id", json_string(qid)) == 0 &&
+        json_object_set_new(req, "encoding", json_string(dg_codec_name(coding))) == 0 &&
+        json_object_set_new(req, "level", json_integer(level)) == 0 &&
         json_object_set_new(req, "kind", json_string("sql")) == 0 &&
         json_object_set_new(req, "db", json_string(q.db)) == 0 &&
         json_object_set_new(req, "sql", json_stringn(q.sql, q.sql_len)) == 0 &&

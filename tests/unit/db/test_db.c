@@ -348,8 +348,8 @@ static const sb_case_t sb_cases[] = {
     {"CHECKPOINT", DG_NOT_READ_ONLY},
     {"VACUUM", DG_NOT_READ_ONLY},
     {"PREPARE p AS SELECT 1", DG_NOT_READ_ONLY},
-    {"PIVOT sales ON region USING sum(amount)", DG_NOT_READ_ONLY},
-    {"SELECT 1; DROP TABLE people", DG_NOT_READ_ONLY},
+    {"PIVOT sales ON region USING sum(amount)", DG_MULTIPLE_STATEMENTS},
+    {"SELECT 1; DROP TABLE people", DG_MULTIPLE_STATEMENTS},
     /* SELECT-typed side effects, nested SQL, introspection */
     {"SELECT nextval('seq')", DG_NOT_READ_ONLY},
     {"SELECT currval('seq')", DG_NOT_READ_ONLY},

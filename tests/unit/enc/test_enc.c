@@ -980,7 +980,7 @@ static void test_format_ndjson(void **state)
     char expect_tail[256];
     snprintf(expect_tail, sizeof expect_tail,
              "{\"type\":\"end\",\"rows\":6,\"bytes\":%zu,\"truncated\":false,\"elapsed_ms\":1.500,"
-             "\"queue_ms\":0.250,\"execute_ms\":1.000,\"encode_ms\":0.125}\n",
+             "\"queue_ms\":0.250,\"execute_ms\":1.000,\"encode_ms\":0.125,\"compress_ms\":0.000}\n",
              (size_t)(tail - got));
     assert_string_equal(tail, expect_tail);
     /* Every line is a JSON document. */

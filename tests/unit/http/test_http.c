@@ -259,6 +259,52 @@ static void test_negotiate(void **state)
     assert_string_equal(dg_http_format_name(DG_FMT_TSV), "tsv");
 }
 
+static void test_negotiate_encoding(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *header;
+        dg_rc_t rc;
+        dg_codec_id_t want;
+    } cases[] = {
+        {NULL, DG_OK, DG_CODEC_IDENTITY},
+        {"", DG_OK, DG_CODEC_IDENTITY},
+        {"gzip", DG_OK, DG_CODEC_GZIP},
+        {"GZip", DG_OK, DG_CODEC_GZIP},
+        {"x-gzip", DG_OK, DG_CODEC_GZIP},
+        {"br", DG_OK, DG_CODEC_BR},
+        {"zstd", DG_OK, DG_CODEC_ZSTD},
+        {"gzip, deflate, br, zstd", DG_OK, DG_CODEC_ZSTD},  /* server preference on ties */
+        {"gzip, deflate, br", DG_OK, DG_CODEC_BR},
+        {"gzip;q=1.0, br;q=0.8, zstd;q=0.5", DG_OK, DG_CODEC_GZIP},
+        {"zstd;q=0, gzip;q=0.1", DG_OK, DG_CODEC_GZIP},
+        {"*", DG_OK, DG_CODEC_ZSTD},
+        {"*;q=0.5, zstd;q=0", DG_OK, DG_CODEC_BR},
+        {"identity", DG_OK, DG_CODEC_IDENTITY},
+        {"deflate, compress", DG_OK, DG_CODEC_IDENTITY},      /* identity stays acceptable */
+        {"identity;q=0", DG_NOT_ACCEPTABLE, DG_CODEC_IDENTITY},
+        {"*;q=0", DG_NOT_ACCEPTABLE, DG_CODEC_IDENTITY},
+        {"deflate, *;q=0", DG_NOT_ACCEPTABLE, DG_CODEC_IDENTITY},
+        {"gzip;q=0, identity;q=0", DG_NOT_ACCEPTABLE, DG_CODEC_IDENTITY},
+        {"gzip;q=2", DG_OK, DG_CODEC_IDENTITY},               /* malformed q: ignored */
+        {"gzip;q=abc, br", DG_OK, DG_CODEC_BR},
+        {" br ; q=0.9 , gzip ; q=0.95 ", DG_OK, DG_CODEC_GZIP},
+        {",,,;;;", DG_OK, DG_CODEC_IDENTITY},
+        {"br;level=5", DG_OK, DG_CODEC_BR},                   /* other parameters ignored */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        dg_codec_id_t c = DG_CODEC_COUNT_;
+        dg_error_t err;
+        dg_error_clear(&err);
+        dg_rc_t rc = dg_http_negotiate_encoding(cases[i].header, &c, &err);
+        if (rc != cases[i].rc || (rc == DG_OK && c != cases[i].want)) {
+            fail_msg("Accept-Encoding \"%s\": rc=%d coding=%d, want rc=%d coding=%d",
+                     cases[i].header ? cases[i].header : "(null)", rc, c, cases[i].rc,
+                     cases[i].want);
+        }
+    }
+}
+
 static void test_error_json(void **state)
 {
     (void)state;
@@ -303,7 +349,7 @@ static void test_query_body(void **state)
         {"sales", "", NULL, DG_BAD_JSON},
         {"sales", "{\"sql\":", NULL, DG_BAD_JSON},
         {"sales", "{\"sql\":\"a\",\"sql\":\"b\"}", NULL, DG_BAD_JSON},
-        {"sales", "{\"sql\":\"a\\u0000b\"}", NULL, DG_BAD_JSON},
+        {"sales", "{\"sql\":\"a\\u0000b\"}", NULL, DG_BAD_REQUEST},
         {"sales", "[\"select 1\"]", NULL, DG_BAD_REQUEST},
         {"sales", "\"select 1\"", NULL, DG_BAD_REQUEST},
         {"sales", "{\"sql\":1}", NULL, DG_BAD_REQUEST},
@@ -446,7 +492,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_path_parse),   cmocka_unit_test(test_args_parse),
         cmocka_unit_test(test_target_parse), cmocka_unit_test(test_routing),
-        cmocka_unit_test(test_negotiate),    cmocka_unit_test(test_error_json),
+        cmocka_unit_test(test_negotiate),    cmocka_unit_test(test_negotiate_encoding),
+        cmocka_unit_test(test_error_json),
         cmocka_unit_test(test_query_body),   cmocka_unit_test(test_query_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
