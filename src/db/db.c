@@ -3,7 +3,8 @@
  *
  * A dg_db_t is immutable after dg_db_open (DuckDB's database handle is thread-safe), so every
  * function here may run on several threads at once; each call that queries uses its own
- * short-lived connection. */
+ * short-lived connection. The one exception is the Parquet export instance, which db_export.c
+ * opens lazily under export_lock. */
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -159,45 +160,21 @@ static dg_rc_t set_opt(duckdb_config cfg, const char *name, const char *value, d
     return DG_OK;
 }
 
-dg_rc_t dg_db_open(const dg_db_opts_t *opts, dg_db_t **out, dg_error_t *err)
+dg_rc_t dg_db__config_new(const dg_db_t *db, const char *temp_dir, bool is_sandbox,
+                          duckdb_config *out, dg_error_t *err)
 {
     dg_rc_t rc;
     duckdb_config cfg = NULL;
-    char *open_err = NULL;
     char num[32];
-    dg_db_t *db = calloc(1, sizeof *db);
 
     *out = NULL;
-    if (!db) {
-        return dg_error_set(err, DG_NOMEM, "out of memory");
-    }
-    if (!opts->path || !opts->path[0]) {
-        rc = dg_error_set(err, DG_IO, "no database path");
-        goto out;
-    }
-    if (pthread_mutex_init(&db->check_lock, NULL) != 0) {
-        rc = dg_error_set(err, DG_NOMEM, "could not create a mutex");
-        goto out;
-    }
-    db->has_check_lock = true;
-    db->read_only = opts->read_only;
-    db->catalog = file_stem(opts->path);
-    if (!db->catalog) {
-        rc = dg_error_set(err, DG_NOMEM, "out of memory");
-        goto out;
-    }
-    add_scrub_tree(db, opts->path, true);
-    if (opts->temp_dir && opts->temp_dir[0]) {
-        add_scrub_tree(db, opts->temp_dir, false);
-    }
     if (duckdb_create_config(&cfg) != DuckDBSuccess) {
-        rc = dg_error_set(err, DG_NOMEM, "could not create a DuckDB config");
-        goto out;
+        return dg_error_set(err, DG_NOMEM, "could not create a DuckDB config");
     }
     /* Each call applies the option to the config at once, so order matters: paths before
      * enable_external_access=false (which refuses later path settings), and
      * lock_configuration last. */
-    rc = set_opt(cfg, "access_mode", opts->read_only ? "READ_ONLY" : "READ_WRITE", err);
+    rc = set_opt(cfg, "access_mode", db->read_only ? "READ_ONLY" : "READ_WRITE", err);
     if (rc == DG_OK) {
         rc = set_opt(cfg, "autoinstall_known_extensions", "false", err);
     }
@@ -213,29 +190,83 @@ dg_rc_t dg_db_open(const dg_db_opts_t *opts, dg_db_t **out, dg_error_t *err)
     if (rc == DG_OK) {
         rc = set_opt(cfg, "allow_persistent_secrets", "false", err);
     }
-    if (rc == DG_OK && opts->memory_limit) {
-        snprintf(num, sizeof num, "%" PRIu64 "B", opts->memory_limit);
+    if (rc == DG_OK && db->memory_limit) {
+        snprintf(num, sizeof num, "%" PRIu64 "B", db->memory_limit);
         rc = set_opt(cfg, "memory_limit", num, err);
     }
     if (rc == DG_OK) {
         snprintf(num, sizeof num, "%" PRIu64 "B",
-                 opts->max_temp_bytes ? opts->max_temp_bytes : (uint64_t)1 << 30);
+                 db->max_temp_bytes ? db->max_temp_bytes : (uint64_t)1 << 30);
         rc = set_opt(cfg, "max_temp_directory_size", num, err);
     }
     if (rc == DG_OK) {
         /* An empty temp_directory disables spilling. */
-        rc = set_opt(cfg, "temp_directory", opts->temp_dir ? opts->temp_dir : "", err);
+        rc = set_opt(cfg, "temp_directory", temp_dir ? temp_dir : "", err);
     }
     if (rc == DG_OK) {
-        snprintf(num, sizeof num, "%d", opts->threads > 0 ? opts->threads : 1);
+        snprintf(num, sizeof num, "%d", db->threads > 0 ? db->threads : 1);
         rc = set_opt(cfg, "threads", num, err);
     }
-    if (rc == DG_OK) {
+    if (rc == DG_OK && is_sandbox) {
         rc = set_opt(cfg, "enable_external_access", "false", err);
     }
-    if (rc == DG_OK) {
+    if (rc == DG_OK && is_sandbox) {
         rc = set_opt(cfg, "lock_configuration", "true", err);
     }
+    if (rc != DG_OK) {
+        duckdb_destroy_config(&cfg);
+        return rc;
+    }
+    *out = cfg;
+    return DG_OK;
+}
+
+dg_rc_t dg_db_open(const dg_db_opts_t *opts, dg_db_t **out, dg_error_t *err)
+{
+    dg_rc_t rc;
+    duckdb_config cfg = NULL;
+    char *open_err = NULL;
+    dg_db_t *db = calloc(1, sizeof *db);
+
+    *out = NULL;
+    if (!db) {
+        return dg_error_set(err, DG_NOMEM, "out of memory");
+    }
+    if (!opts->path || !opts->path[0]) {
+        rc = dg_error_set(err, DG_IO, "no database path");
+        goto out;
+    }
+    if (pthread_mutex_init(&db->check_lock, NULL) != 0) {
+        rc = dg_error_set(err, DG_NOMEM, "could not create a mutex");
+        goto out;
+    }
+    db->has_check_lock = true;
+    if (pthread_mutex_init(&db->export_lock, NULL) != 0) {
+        rc = dg_error_set(err, DG_NOMEM, "could not create a mutex");
+        goto out;
+    }
+    db->has_export_lock = true;
+    atomic_init(&db->export_seq, 0);
+    db->read_only = opts->read_only;
+    db->catalog = file_stem(opts->path);
+    if (!db->catalog) {
+        rc = dg_error_set(err, DG_NOMEM, "out of memory");
+        goto out;
+    }
+    add_scrub_tree(db, opts->path, true);
+    if (opts->temp_dir && opts->temp_dir[0]) {
+        add_scrub_tree(db, opts->temp_dir, false);
+    }
+    db->path = strdup(opts->path);
+    db->temp_dir = opts->temp_dir && opts->temp_dir[0] ? strdup(opts->temp_dir) : NULL;
+    if (!db->path || (opts->temp_dir && opts->temp_dir[0] && !db->temp_dir)) {
+        rc = dg_error_set(err, DG_NOMEM, "out of memory");
+        goto out;
+    }
+    db->memory_limit = opts->memory_limit;
+    db->max_temp_bytes = opts->max_temp_bytes;
+    db->threads = opts->threads;
+    rc = dg_db__config_new(db, db->temp_dir, true, &cfg, err);
     if (rc != DG_OK) {
         goto out;
     }
@@ -268,6 +299,11 @@ void dg_db_close(dg_db_t *db)
     if (!db) {
         return;
     }
+    /* The export instance first: it is a second instance of the same file. */
+    dg_db__export_close(db);
+    if (db->has_export_lock) {
+        pthread_mutex_destroy(&db->export_lock);
+    }
     dg_db__checkers_free(db);
     if (db->has_check_lock) {
         pthread_mutex_destroy(&db->check_lock);
@@ -278,6 +314,9 @@ void dg_db_close(dg_db_t *db)
     for (size_t i = 0; i < db->n_scrub; i++) {
         free(db->scrub[i]);
     }
+    free(db->path);
+    free(db->temp_dir);
+    free(db->export_dir);
     free(db->catalog);
     free(db);
 }

@@ -94,4 +94,71 @@ dg_rc_t dg_db_exec(dg_db_t *db, const char *sql, dg_error_t *err);
  * Row counts of tables come from DuckDB's estimated_size (exact for tables without deletes). */
 dg_rc_t dg_db_catalog_json(dg_db_t *db, dg_buf_t *out, dg_error_t *err);
 
+/* ---- Arrow output (db_arrow.c) ----
+ * For the Arrow IPC stream format: the result of a cursor as Arrow C Data Interface structs
+ * (core/arrow_c.h), produced by DuckDB's own converter so every DuckDB type maps the way DuckDB
+ * maps it (ENUM -> dictionary, DECIMAL -> decimal128, TIMESTAMPTZ -> timestamp with zone, ...).
+ * Both calls follow the cursor's thread confinement. */
+
+struct ArrowSchema;
+struct ArrowArray;
+
+/* Fills *out with the result schema: a struct ("+s") whose children are the columns, in order,
+ * with the column names. The caller owns *out and releases it with out->release(out); it does
+ * not depend on the cursor and may outlive it. May be called at any time while the cursor is
+ * alive, before or between dg_db_cursor_next_arrow calls. On error out->release is NULL.
+ * Errors: DG_NOT_ACCEPTABLE (DuckDB cannot express a column type in Arrow), DG_NOMEM. */
+dg_rc_t dg_db_cursor_arrow_schema(dg_db_cursor_t *c, struct ArrowSchema *out, dg_error_t *err);
+/* Fetches the next chunk through the same path as dg_db_cursor_next (same interrupt and error
+ * semantics: an interrupted or failed cursor keeps returning its code) and converts it to a
+ * struct array whose children are the columns, matching dg_db_cursor_arrow_schema. At the end
+ * of the result: DG_OK, *out_end = true and out->release == NULL. Otherwise the caller owns *out
+ * and releases it with out->release(out); the array holds its own copy of the data, so it stays
+ * valid after later fetches and after dg_db_cursor_free. Do not mix with dg_db_cursor_next on
+ * one cursor (each call consumes a chunk). On error out->release is NULL.
+ * Errors: those of dg_db_cursor_next, DG_NOT_ACCEPTABLE (conversion refused), DG_NOMEM. */
+dg_rc_t dg_db_cursor_next_arrow(dg_db_cursor_t *c, struct ArrowArray *out, bool *out_end,
+                                dg_error_t *err);
+
+/* ---- Parquet export (db_export.c) ----
+ * DESIGN §5 format application/vnd.apache.parquet: DuckDB's own writer (ZSTD), streamed from
+ * bounded, always-cleaned temp space. The serving instance cannot COPY (external access is off
+ * and its configuration locked), so each dg_db_t lazily opens, on first export, a second
+ * READ_ONLY instance of the same file with the same limits (memory_limit, threads,
+ * max_temp_directory_size; spilling into <temp_dir>/export) whose only writable place is
+ * export_dir (allowed_directories, then enable_external_access=false and lock_configuration).
+ * Only read-only databases can be exported: a file must never be open read-write and read-only
+ * in the same process. */
+
+/* Runs q's SQL through every sandbox layer of DG_DB_MODE_READONLY_SQL on the serving instance
+ * (q->mode is ignored: exports are always checked as untrusted), binding q's parameters there,
+ * so a query is accepted or refused exactly as by dg_db_query_start. Then, on the export
+ * instance, runs COPY (<sql>) TO '<export_dir>/<unique>.parquet' (FORMAT PARQUET, COMPRESSION
+ * ZSTD) with the same parameters, opens the finished file read-only, unlinks it and returns the
+ * descriptor: nothing is left on disk once this returns, whatever happens to the process later.
+ * On any error no file is left either.
+ *
+ * export_dir: absolute path of a directory private to the calling engine (created with 0700,
+ * parents included, when missing; group/other permissions are removed; it must be owned by the
+ * process's user and not be a symlink). It must be the same on every call for one dg_db_t (it
+ * is fixed into the export instance's allowed_directories), else DG_CONFIG. Borrowed.
+ * max_bytes: cap on the Parquet file; 0 = no cap. The file's size is polled between execution
+ * tasks and the export stopped as soon as it is over (and checked again when done).
+ * Interrupting: the call blocks for the whole export; it polls q->interrupt between execution
+ * tasks (at least every millisecond while DuckDB's threads work) from start to end, and when
+ * another thread stores a reason there (DG_TIMEOUT, DG_CANCELLED, DG_CLIENT_GONE) it interrupts
+ * DuckDB itself and returns that reason. The engine passes the same atomic it passes to
+ * dg_db_query_start (its watcher already stores the stop reason there); no cursor exists.
+ * Thread-safe: several exports of one dg_db_t may run at once (one connection each).
+ * On success *out_fd (owned by the caller: close it) is positioned at offset 0 and *out_size is
+ * the file's size in bytes. On error *out_fd is -1.
+ * Errors: those of dg_db_query_start (DG_SQL_ERROR, DG_NOT_READ_ONLY, DG_MULTIPLE_STATEMENTS,
+ * DG_BAD_PARAMS, DG_TIMEOUT/DG_CANCELLED/DG_CLIENT_GONE, DG_RESOURCE_EXHAUSTED, DG_NOMEM),
+ * DG_RESULT_TOO_LARGE (over max_bytes), DG_NOT_ACCEPTABLE (a read-write or in-memory database),
+ * DG_CONFIG (bad export_dir, export instance settings refused), DG_IO (export instance could
+ * not be opened, file could not be reopened), DG_INTERNAL. */
+dg_rc_t dg_db_export_parquet(dg_db_t *db, const dg_db_query_t *q, const char *export_dir,
+                             uint64_t max_bytes, int *out_fd, uint64_t *out_size,
+                             dg_error_t *err);
+
 #endif

@@ -38,7 +38,22 @@ struct dg_db {
     bool read_only;
     size_t n_scrub;
     char *scrub[DG_DB__MAX_SCRUB]; /* longest first, so a directory never hides its file */
+    /* The open options, kept so db_export.c can open a second instance with the same limits. */
+    char *path;
+    char *temp_dir; /* NULL = no spilling */
+    uint64_t memory_limit;
+    uint64_t max_temp_bytes;
+    int threads;
+    /* Parquet export (db_export.c): a second READ_ONLY instance of the same file whose COPY may
+     * write only inside export_dir. Opened lazily on first use under export_lock; once set,
+     * export_inst and export_dir never change until dg_db_close. */
+    pthread_mutex_t export_lock;
+    bool has_export_lock;
+    duckdb_database export_inst;
+    char *export_dir;          /* realpath of the directory COPY may write to */
+    _Atomic uint64_t export_seq; /* makes export file names unique within the process */
 };
+
 
 /* ---- Function and relation classification (db_funcs.c): data, not code. ---- */
 
@@ -111,6 +126,28 @@ void *dg_db__pool_alloc(dg_db__pool_t *pool, size_t size); /* zeroed; NULL on OO
 char *dg_db__pool_strdup(dg_db__pool_t *pool, const char *s);
 void dg_db__pool_free(dg_db__pool_t *pool);
 
+/* One running query (db_query.c). Confined to the thread that started it, except `reason` and
+ * `con`, which dg_db_cursor_interrupt and dg_db_cursor_progress touch from other threads. */
+struct dg_db_cursor {
+    dg_db_t *db;
+    duckdb_connection con;
+    duckdb_prepared_statement ps;
+    duckdb_pending_result pending;
+    duckdb_result res;
+    bool has_res;
+    bool is_done;
+    dg_rc_t fail_rc; /* a failed fetch ends the cursor: later calls repeat the code */
+    duckdb_data_chunk chunk;
+    _Atomic int reason; /* 0, or the dg_rc_t given to dg_db_cursor_interrupt (first wins) */
+    dg_db__pool_t pool; /* schema, type tree, vector shells */
+    dg_schema_t schema;
+    dg_vec_t *cols;
+    dg_batch_t batch;
+    /* Arrow output (db_arrow.c): created on first use from the result, so the schema and every
+     * array are produced with the same settings; destroyed in dg_db_cursor_free. */
+    duckdb_arrow_options arrow_opts;
+};
+
 /* Loads DuckDB's keyword list once per process (type names quote keyword member names).
  * Thread-safe; a failure only means less quoting. */
 void dg_db__keywords_load(duckdb_database inst);
@@ -120,5 +157,36 @@ dg_type_t *dg_db__type_from_logical(dg_db__pool_t *pool, duckdb_logical_type lt)
 dg_rc_t dg_db__vec_shell(dg_db__pool_t *pool, dg_vec_t *v, const dg_type_t *t);
 /* Points v (a shell for v->type) at the DuckDB vector dv holding n_rows rows. No copies. */
 void dg_db__vec_fill(dg_vec_t *v, duckdb_vector dv, uint64_t n_rows);
+
+
+/* ---- Opening (db.c) ---- */
+
+/* A DuckDB config with the instance settings of DESIGN §4 layer 1 from db's open options.
+ * is_sandbox: add enable_external_access=false and lock_configuration=true (serving instances);
+ * false leaves both for the caller to SET on the first connection (the export instance, which
+ * must set allowed_directories first). temp_dir: spill directory, NULL = no spilling.
+ * DG_CONFIG (message names the setting), DG_NOMEM. *out is NULL on error. */
+dg_rc_t dg_db__config_new(const dg_db_t *db, const char *temp_dir, bool is_sandbox,
+                          duckdb_config *out, dg_error_t *err);
+
+/* ---- Queries (db_query.c) ---- */
+
+/* Sandbox layers 2-4 and the parameters, without executing: checks the SQL (when untrusted),
+ * opens a fresh connection, extracts exactly one statement, prepares it, requires SELECT (when
+ * untrusted) and binds q's parameters. Errors as dg_db_query_start. *out (freed with
+ * dg_db_cursor_free) holds the connection and the bound prepared statement; NULL on error. */
+dg_rc_t dg_db__query_prepare(dg_db_t *db, const dg_db_query_t *q, bool untrusted,
+                             dg_db_cursor_t **out, dg_error_t *err);
+/* Binds q's parameters to ps exactly as dg_db_query_start does. DG_BAD_PARAMS. */
+dg_rc_t dg_db__bind_params(duckdb_prepared_statement ps, const dg_db_query_t *q, dg_error_t *err);
+/* The one fetch path of a cursor: destroys the previous chunk and leaves the next non-empty
+ * chunk in c->chunk (cursor-owned), or NULL at the end of the result. Interrupt and error
+ * semantics of dg_db_cursor_next. */
+dg_rc_t dg_db__cursor_fetch(dg_db_cursor_t *c, dg_error_t *err);
+
+/* ---- Export (db_export.c) ---- */
+
+/* Closes the export instance, if one was opened (dg_db_close). */
+void dg_db__export_close(dg_db_t *db);
 
 #endif

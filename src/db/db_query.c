@@ -15,22 +15,7 @@
 
 #include "db/db_internal.h"
 
-struct dg_db_cursor {
-    dg_db_t *db;
-    duckdb_connection con;
-    duckdb_prepared_statement ps;
-    duckdb_pending_result pending;
-    duckdb_result res;
-    bool has_res;
-    bool is_done;
-    dg_rc_t fail_rc; /* a failed fetch ends the cursor: later calls repeat the code */
-    duckdb_data_chunk chunk;
-    _Atomic int reason; /* 0, or the dg_rc_t given to dg_db_cursor_interrupt (first wins) */
-    dg_db__pool_t pool; /* schema, type tree, vector shells */
-    dg_schema_t schema;
-    dg_vec_t *cols;
-    dg_batch_t batch;
-};
+/* struct dg_db_cursor is in db_internal.h: db_arrow.c and db_export.c use it too. */
 
 /* The only call of the deprecated streaming entry point (STYLE.md: exactly one wrapper). It is
  * the one way in 1.4 to get a result whose chunks are produced as they are fetched. */
@@ -92,7 +77,7 @@ static bool params_positional(duckdb_prepared_statement ps, idx_t np)
     return true;
 }
 
-static dg_rc_t bind_params(duckdb_prepared_statement ps, const dg_db_query_t *q, dg_error_t *err)
+dg_rc_t dg_db__bind_params(duckdb_prepared_statement ps, const dg_db_query_t *q, dg_error_t *err)
 {
     idx_t np = duckdb_nparams(ps);
     json_error_t jerr;
@@ -240,14 +225,13 @@ static dg_rc_t check_sql_text(const dg_db_query_t *q, dg_error_t *err)
     return DG_OK;
 }
 
-dg_rc_t dg_db_query_start(dg_db_t *db, const dg_db_query_t *q, dg_db_cursor_t **out,
-                          dg_error_t *err)
+dg_rc_t dg_db__query_prepare(dg_db_t *db, const dg_db_query_t *q, bool untrusted,
+                             dg_db_cursor_t **out, dg_error_t *err)
 {
     dg_rc_t rc;
     char *sql = NULL;
     duckdb_extracted_statements ext = NULL;
     dg_db_cursor_t *c = NULL;
-    bool untrusted = q->mode == DG_DB_MODE_READONLY_SQL;
 
     *out = NULL;
     rc = check_sql_text(q, err);
@@ -308,9 +292,30 @@ dg_rc_t dg_db_query_start(dg_db_t *db, const dg_db_query_t *q, dg_db_cursor_t **
                           "only SELECT statements are allowed (statement type rule)");
         goto out;
     }
-    rc = bind_params(c->ps, q, err);
+    rc = dg_db__bind_params(c->ps, q, err);
+out:
+    if (ext) {
+        duckdb_destroy_extracted(&ext);
+    }
+    free(sql);
     if (rc != DG_OK) {
-        goto out;
+        dg_db_cursor_free(c);
+        return rc;
+    }
+    *out = c;
+    return DG_OK;
+}
+
+dg_rc_t dg_db_query_start(dg_db_t *db, const dg_db_query_t *q, dg_db_cursor_t **out,
+                          dg_error_t *err)
+{
+    dg_rc_t rc;
+    dg_db_cursor_t *c = NULL;
+
+    *out = NULL;
+    rc = dg_db__query_prepare(db, q, q->mode == DG_DB_MODE_READONLY_SQL, &c, err);
+    if (rc != DG_OK) {
+        return rc;
     }
     if (pending_streaming(c->ps, &c->pending) != DuckDBSuccess) {
         rc = dg_db__error(db, -1, duckdb_pending_error(c->pending), 0, err);
@@ -332,10 +337,6 @@ dg_rc_t dg_db_query_start(dg_db_t *db, const dg_db_query_t *q, dg_db_cursor_t **
         goto out;
     }
 out:
-    if (ext) {
-        duckdb_destroy_extracted(&ext);
-    }
-    free(sql);
     if (rc != DG_OK) {
         dg_db_cursor_free(c);
         return rc;
@@ -349,9 +350,8 @@ const dg_schema_t *dg_db_cursor_schema(const dg_db_cursor_t *c)
     return &c->schema;
 }
 
-dg_rc_t dg_db_cursor_next(dg_db_cursor_t *c, const dg_batch_t **out_batch, dg_error_t *err)
+dg_rc_t dg_db__cursor_fetch(dg_db_cursor_t *c, dg_error_t *err)
 {
-    *out_batch = NULL;
     if (c->chunk) {
         duckdb_destroy_data_chunk(&c->chunk);
         c->chunk = NULL;
@@ -382,18 +382,28 @@ dg_rc_t dg_db_cursor_next(dg_db_cursor_t *c, const dg_batch_t **out_batch, dg_er
             }
             return DG_OK;
         }
-        idx_t n = duckdb_data_chunk_get_size(c->chunk);
-        if (n > 0) {
-            c->batch.n_rows = n;
-            for (size_t i = 0; i < c->schema.n_cols; i++) {
-                dg_db__vec_fill(&c->cols[i], duckdb_data_chunk_get_vector(c->chunk, i), n);
-            }
-            *out_batch = &c->batch;
+        if (duckdb_data_chunk_get_size(c->chunk) > 0) {
             return DG_OK;
         }
         duckdb_destroy_data_chunk(&c->chunk);
         c->chunk = NULL;
     }
+}
+
+dg_rc_t dg_db_cursor_next(dg_db_cursor_t *c, const dg_batch_t **out_batch, dg_error_t *err)
+{
+    *out_batch = NULL;
+    dg_rc_t rc = dg_db__cursor_fetch(c, err);
+    if (rc != DG_OK || !c->chunk) {
+        return rc;
+    }
+    idx_t n = duckdb_data_chunk_get_size(c->chunk);
+    c->batch.n_rows = n;
+    for (size_t i = 0; i < c->schema.n_cols; i++) {
+        dg_db__vec_fill(&c->cols[i], duckdb_data_chunk_get_vector(c->chunk, i), n);
+    }
+    *out_batch = &c->batch;
+    return DG_OK;
 }
 
 void dg_db_cursor_interrupt(dg_db_cursor_t *c, dg_rc_t reason)
@@ -428,6 +438,9 @@ void dg_db_cursor_free(dg_db_cursor_t *c)
     }
     if (c->chunk) {
         duckdb_destroy_data_chunk(&c->chunk);
+    }
+    if (c->arrow_opts) {
+        duckdb_destroy_arrow_options(&c->arrow_opts);
     }
     if (c->has_res) {
         duckdb_destroy_result(&c->res);
