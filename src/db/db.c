@@ -221,6 +221,62 @@ dg_rc_t dg_db__config_new(const dg_db_t *db, const char *temp_dir, bool is_sandb
     return DG_OK;
 }
 
+/* Reads the catalog name DuckDB gave the file and that catalog's schemas. The instance is
+ * read-only or owned by this process, so neither changes while it is open. */
+static dg_rc_t load_identity(dg_db_t *db, dg_error_t *err)
+{
+    duckdb_connection con = NULL;
+    duckdb_result res;
+    bool has_res = false;
+    dg_rc_t rc = DG_INTERNAL;
+    if (duckdb_connect(db->inst, &con) != DuckDBSuccess) {
+        con = NULL;
+        goto out;
+    }
+    has_res = true;
+    if (duckdb_query(con,
+                     "SELECT current_database(), list(schema_name) FROM duckdb_schemas() "
+                     "WHERE database_name = current_database()",
+                     &res) != DuckDBSuccess) {
+        goto out;
+    }
+    duckdb_data_chunk chunk = duckdb_fetch_chunk(res);
+    if (!chunk) {
+        goto out;
+    }
+    if (duckdb_data_chunk_get_size(chunk) == 1) {
+        duckdb_vector cat = duckdb_data_chunk_get_vector(chunk, 0);
+        duckdb_vector list = duckdb_data_chunk_get_vector(chunk, 1);
+        const duckdb_list_entry *e = duckdb_vector_get_data(list);
+        duckdb_vector names = duckdb_list_vector_get_child(list);
+        const dg_strval_t *cv = duckdb_vector_get_data(cat);
+        const dg_strval_t *nv = duckdb_vector_get_data(names);
+        uint32_t len;
+        const char *p = dg_strval_data(&cv[0], &len);
+        db->catalog = strndup(p, len);
+        db->schemas = calloc(e[0].length ? e[0].length : 1, sizeof *db->schemas);
+        rc = db->catalog && db->schemas ? DG_OK : DG_NOMEM;
+        for (uint64_t i = 0; rc == DG_OK && i < e[0].length; i++) {
+            p = dg_strval_data(&nv[e[0].offset + i], &len);
+            db->schemas[i] = strndup(p, len);
+            rc = db->schemas[i] ? DG_OK : DG_NOMEM;
+            db->n_schemas = i + 1;
+        }
+    }
+    duckdb_destroy_data_chunk(&chunk);
+out:
+    if (has_res) {
+        duckdb_destroy_result(&res);
+    }
+    if (con) {
+        duckdb_disconnect(&con);
+    }
+    if (rc != DG_OK) {
+        return dg_error_set(err, rc, "could not read the database's catalog name");
+    }
+    return DG_OK;
+}
+
 dg_rc_t dg_db_open(const dg_db_opts_t *opts, dg_db_t **out, dg_error_t *err)
 {
     dg_rc_t rc;
@@ -248,8 +304,8 @@ dg_rc_t dg_db_open(const dg_db_opts_t *opts, dg_db_t **out, dg_error_t *err)
     db->has_export_lock = true;
     atomic_init(&db->export_seq, 0);
     db->read_only = opts->read_only;
-    db->catalog = file_stem(opts->path);
-    if (!db->catalog) {
+    db->name = file_stem(opts->path);
+    if (!db->name) {
         rc = dg_error_set(err, DG_NOMEM, "out of memory");
         goto out;
     }
@@ -278,7 +334,7 @@ dg_rc_t dg_db_open(const dg_db_opts_t *opts, dg_db_t **out, dg_error_t *err)
         goto out;
     }
     dg_db__keywords_load(db->inst);
-    rc = DG_OK;
+    rc = load_identity(db, err);
 out:
     if (open_err) {
         duckdb_free(open_err);
@@ -318,6 +374,11 @@ void dg_db_close(dg_db_t *db)
     free(db->temp_dir);
     free(db->export_dir);
     free(db->catalog);
+    free(db->name);
+    for (size_t i = 0; i < db->n_schemas; i++) {
+        free(db->schemas[i]);
+    }
+    free(db->schemas);
     free(db);
 }
 
@@ -405,7 +466,7 @@ dg_rc_t dg_db_catalog_json(dg_db_t *db, dg_buf_t *out, dg_error_t *err)
     }
     rc = dg_buf_puts(out, "{\"name\":");
     if (rc == DG_OK) {
-        rc = dg_buf_json_str(out, db->catalog, strlen(db->catalog));
+        rc = dg_buf_json_str(out, db->name, strlen(db->name));
     }
     if (rc == DG_OK) {
         rc = dg_buf_puts(out, ",\"tables\":[");

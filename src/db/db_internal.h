@@ -34,7 +34,12 @@ struct dg_db {
     bool has_check_lock;
     size_t n_checkers;
     dg_db__checker_t checkers[DG_DB__MAX_CHECKERS]; /* idle checkers */
-    char *catalog;                                  /* DuckDB catalog name of the file: its stem */
+    char *name;    /* served name: the file stem (what clients call the database) */
+    char *catalog; /* DuckDB's catalog name of the file (current_database(); "main.duckdb" is
+                      attached as "main_db" because "main" is reserved) */
+    char **schemas; /* schemas of that catalog, fixed for a read-only instance; a relation name
+                       whose schema part is none of them would be read as a file by DuckDB */
+    size_t n_schemas;
     bool read_only;
     size_t n_scrub;
     char *scrub[DG_DB__MAX_SCRUB]; /* longest first, so a directory never hides its file */
@@ -102,7 +107,8 @@ dg_rc_t dg_db__sandbox_check(dg_db_t *db, const char *sql, size_t sql_len, dg_er
 /* Releases the idle checkers (dg_db_close). */
 void dg_db__checkers_free(dg_db_t *db);
 /* The walk alone, on the JSON text json_serialize_sql produced (exposed for tests). */
-dg_rc_t dg_db__sandbox_walk(const char *catalog, const char *json, size_t json_len,
+dg_rc_t dg_db__sandbox_walk(const char *catalog, const char *const *schemas, size_t n_schemas,
+                            const char *json, size_t json_len,
                             dg_error_t *err);
 
 /* ---- Errors (db.c) ---- */

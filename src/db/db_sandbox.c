@@ -30,6 +30,8 @@
 
 typedef struct walk {
     const char *catalog;
+    const char *const *schemas; /* the catalog's schemas; NULL = not checked */
+    size_t n_schemas;
     dg_error_t *err;
     size_t nodes;
 } walk_t;
@@ -47,6 +49,27 @@ static bool catalog_allowed(const walk_t *w, const char *cat)
 {
     return cat[0] == '\0' || strcasecmp(cat, w->catalog) == 0 || strcasecmp(cat, "system") == 0 ||
            strcasecmp(cat, "temp") == 0;
+}
+
+/* True for a schema of the served catalog, a built-in schema, or a catalog name (a two-part
+ * name may be catalog.table). */
+static bool schema_known(const walk_t *w, const char *schema)
+{
+    if (!w->schemas) {
+        return true;
+    }
+    static const char *const builtin[] = {"main", "information_schema", "pg_catalog"};
+    for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
+        if (strcasecmp(schema, builtin[i]) == 0) {
+            return true;
+        }
+    }
+    for (size_t i = 0; i < w->n_schemas; i++) {
+        if (strcasecmp(schema, w->schemas[i]) == 0) {
+            return true;
+        }
+    }
+    return catalog_allowed(w, schema);
 }
 
 /* A relation name DuckDB would try as a file (replacement scan) or that names a path or URL. */
@@ -189,6 +212,14 @@ static dg_rc_t check_base_table(walk_t *w, const json_t *ref)
         return REFUSE(w, "relation rule: schema name '%.120s' looks like a file path or URL",
                       schema);
     }
+    if (schema && schema[0] && !schema_known(w, schema)) {
+        /* `FROM secret.csv` binds as schema "secret", table "csv"; when no such schema exists
+         * DuckDB retries the whole name as a file (a replacement scan). */
+        return REFUSE(w,
+                      "relation rule: '%.60s.%.60s' names no schema of this database (DuckDB "
+                      "would read it as a file)",
+                      schema, name);
+    }
     return DG_OK;
 }
 
@@ -313,10 +344,15 @@ static dg_rc_t walk(walk_t *w, const json_t *v, int depth)
     return DG_OK;
 }
 
-dg_rc_t dg_db__sandbox_walk(const char *catalog, const char *json, size_t json_len, dg_error_t *err)
+dg_rc_t dg_db__sandbox_walk(const char *catalog, const char *const *schemas, size_t n_schemas,
+                            const char *json, size_t json_len, dg_error_t *err)
 {
     json_error_t jerr;
-    walk_t w = {.catalog = catalog, .err = err, .nodes = 0};
+    walk_t w = {.catalog = catalog,
+                .schemas = schemas,
+                .n_schemas = n_schemas,
+                .err = err,
+                .nodes = 0};
     dg_rc_t rc;
     /* jansson refuses documents nested deeper than its own limit: fail closed. Integers are
      * read as reals because query_location can be UINT64_MAX, past json_int_t. */
@@ -492,7 +528,8 @@ dg_rc_t dg_db__sandbox_check(dg_db_t *db, const char *sql, size_t sql_len, dg_er
     const dg_strval_t *sv = duckdb_vector_get_data(vec);
     uint32_t len;
     const char *json = dg_strval_data(sv, &len);
-    rc = dg_db__sandbox_walk(db->catalog, json, len, err);
+    rc = dg_db__sandbox_walk(db->catalog, (const char *const *)db->schemas, db->n_schemas, json,
+                             len, err);
     if (rc == DG_SQL_ERROR && err) {
         /* Re-record through the scrubber: parser messages quote the caller's SQL only, but
          * keep one path for every message that leaves the module. */

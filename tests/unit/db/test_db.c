@@ -413,7 +413,10 @@ static const sb_case_t sb_cases[] = {
     {"SELEC 1", DG_SQL_ERROR},
     {"SELECT * FROM nosuchtable", DG_SQL_ERROR},
     {"SELECT nosuchcol FROM people", DG_SQL_ERROR},
-    {"SELECT * FROM other.t", DG_SQL_ERROR},
+    {"SELECT * FROM other.t", DG_NOT_READ_ONLY},
+    {"SELECT * FROM secret.csv", DG_NOT_READ_ONLY},
+    {"SELECT * FROM \"secret\".\"parquet\"", DG_NOT_READ_ONLY},
+    {"SELECT * FROM people, data.json", DG_NOT_READ_ONLY},
     {"", DG_SQL_ERROR},
     {"-- only a comment", DG_SQL_ERROR},
 };
@@ -517,9 +520,9 @@ static void test_sandbox_limits(void **state)
     dg_buf_free(&b);
     /* The walk refuses malformed or unexpected serializations (fail closed). */
     dg_error_clear(&err);
-    assert_int_equal(dg_db__sandbox_walk("fixture", "{", 1, &err), DG_NOT_READ_ONLY);
+    assert_int_equal(dg_db__sandbox_walk("fixture", NULL, 0, "{", 1, &err), DG_NOT_READ_ONLY);
     dg_error_clear(&err);
-    assert_int_equal(dg_db__sandbox_walk("fixture", "{}", 2, &err), DG_NOT_READ_ONLY);
+    assert_int_equal(dg_db__sandbox_walk("fixture", NULL, 0, "{}", 2, &err), DG_NOT_READ_ONLY);
 }
 
 /* Admin mode skips the parse check and statement-type rule but keeps one statement. */
