@@ -29,6 +29,7 @@ typedef struct dg_config {
     uint64_t max_sql_bytes;     /* SQL text cap; default 64 KiB */
     uint64_t max_result_bytes;  /* single JSON document cap; default 64 MiB */
     uint64_t max_rows;          /* row cap per result, 0 = none; default 0 */
+    uint64_t max_export_bytes;  /* Parquet temp file cap; default 4 GiB */
     /* resources */
     uint64_t memory_limit;      /* DuckDB budget in bytes, all engines together; 0 = auto */
     int threads;                /* DuckDB threads per instance; 0 = auto (CPU quota) */

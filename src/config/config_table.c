@@ -69,6 +69,8 @@ static const setting_t settings[] = {
      "SQL text cap"},
     {"max_result_bytes", K_BYTES, OFF(max_result_bytes), "64MiB", 1, 64 * GIB, false, "BYTES",
      "cap of a single JSON document result"},
+    {"max_export_bytes", K_BYTES, OFF(max_export_bytes), "4GiB", 1, 1024 * TIB, false, "BYTES",
+     "cap of the temporary file behind one Parquet result"},
     {"max_rows", K_U64, OFF(max_rows), "0", 0, UINT64_MAX, false, "N",
      "row cap per result (0 = none)"},
     {"memory_limit", K_BYTES, OFF(memory_limit), "0", 0, 1024 * TIB, false, "BYTES",

@@ -41,6 +41,7 @@
 #include "core/log.h"
 #include "codec/codec.h"
 #include "db/db.h"
+#include "enc/arrow_ipc.h"
 #include "enc/enc.h"
 #include "engine/engine_int.h"
 
@@ -59,6 +60,7 @@
 typedef struct served_db {
     char *name;
     dg_db_t *db;
+    char *export_dir; /* absolute, private: where Parquet exports are written; NULL = none */
 } served_db_t;
 
 typedef struct eproc eproc_t;
@@ -314,6 +316,7 @@ typedef struct req {
     uint64_t max_rows;
     uint64_t max_bytes;
     double queue_ms;
+    uint64_t max_export_bytes; /* Parquet temp file cap; 0 = none */
     const char *encoding; /* Content-Encoding token; "identity" when absent */
     int level;            /* codec level; < 0 = the codec's default */
 } req_t;
@@ -440,6 +443,225 @@ static void body_free(body_t *b)
     dg_buf_free(&b->z);
 }
 
+/* The query of a request, interruptible through the slot's start_stop (deadline, CANCEL). */
+static dg_db_query_t query_of(eslot_t *s, const req_t *r)
+{
+    return (dg_db_query_t){
+        .sql = r->sql,
+        .sql_len = r->sql_len,
+        .params_json = r->params,
+        .params_len = r->params ? strlen(r->params) : 0,
+        .mode = strcmp(r->kind, "admin") == 0 ? DG_DB_MODE_ADMIN : DG_DB_MODE_READONLY_SQL,
+        .interrupt = &s->start_stop,
+    };
+}
+
+/* Sends ERROR for a failed request; an interrupted query reports why it was interrupted,
+ * whatever DuckDB called it. */
+static dg_rc_t failure_reason(eslot_t *s, dg_rc_t rc, dg_error_t *err)
+{
+    dg_rc_t why = stop_reason(s);
+    if (why != DG_OK && rc != why) {
+        rc = why;
+        dg_error_clear(err);
+        dg_error_set(err, why, "%s", dg_rc_message(why));
+    }
+    if (err->rc == DG_OK) {
+        dg_error_set(err, rc, "%s", dg_rc_message(rc));
+    }
+    return rc;
+}
+
+static void fail_request(eslot_t *s, dg_rc_t rc, dg_error_t *err)
+{
+    rc = failure_reason(s, rc, err);
+    send_error(s, rc, err->msg);
+}
+
+/* Cuts a top-level struct batch to its first n rows: the columns' buffers stay as they are
+ * (longer than needed is valid Arrow), lengths shrink and null counts are recounted. */
+static void arrow_truncate(struct ArrowArray *a, int64_t n)
+{
+    a->length = n;
+    for (int64_t i = 0; i < a->n_children; i++) {
+        a->children[i]->length = n;
+        if (a->children[i]->null_count != 0) {
+            a->children[i]->null_count = -1;
+        }
+    }
+}
+
+/* Arrow IPC stream: DuckDB's Arrow conversion per chunk, our IPC framing (enc/arrow_ipc.h). A
+ * failure after HEAD has no in-band marker in Arrow: the front aborts the chunked body. */
+static void run_arrow(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t, body_t *body)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    dg_db_cursor_t *cur = NULL;
+    struct ArrowSchema schema = {0};
+    dg_arrow_ipc_t *w = NULL;
+    dg_buf_t out;
+    dg_buf_init_rc(&out, STREAM_BUF_CAP, DG_RESOURCE_EXHAUSTED);
+    uint64_t rows = 0;
+    bool truncated = false, head_sent = false;
+    const char *ctype = dg_format_content_type(DG_FMT_ARROW);
+
+    dg_db_query_t q = query_of(s, r);
+    int64_t t0 = dg_now_us();
+    dg_rc_t rc = dg_db_query_start(sdb->db, &q, &cur, &err);
+    t->execute_ms += ms_since(t0, dg_now_us());
+    publish_cursor(s, cur);
+    if (rc == DG_OK) {
+        rc = dg_db_cursor_arrow_schema(cur, &schema, &err);
+    }
+    if (rc == DG_OK) {
+        rc = dg_arrow_ipc_new(&schema, &w, &err);
+    }
+    if (rc == DG_OK) {
+        rc = dg_arrow_ipc_write_schema(w, &out);
+    }
+    while (rc == DG_OK) {
+        rc = stop_reason(s);
+        if (rc != DG_OK) {
+            break;
+        }
+        struct ArrowArray arr = {0};
+        bool end = false;
+        t0 = dg_now_us();
+        rc = dg_db_cursor_next_arrow(cur, &arr, &end, &err);
+        t->execute_ms += ms_since(t0, dg_now_us());
+        if (rc != DG_OK || end) {
+            break;
+        }
+        if (r->max_rows && rows + (uint64_t)arr.length > r->max_rows) {
+            arrow_truncate(&arr, (int64_t)(r->max_rows - rows));
+            truncated = true;
+        }
+        t0 = dg_now_us();
+        rc = dg_arrow_ipc_write_batch(w, &arr, &out, &err);
+        t->encode_ms += ms_since(t0, dg_now_us());
+        rows += (uint64_t)arr.length;
+        arr.release(&arr);
+        if (rc != DG_OK) {
+            break;
+        }
+        if (!head_sent) {
+            rc = send_head(s, ctype, body_encoding(body, r), t);
+            if (rc != DG_OK) {
+                goto gone;
+            }
+            head_sent = true;
+        }
+        rc = body_emit(body, &out, false);
+        if (rc != DG_OK) {
+            break;
+        }
+        if (truncated) {
+            break;
+        }
+    }
+    release_cursor(s, &cur);
+    if (rc == DG_OK) {
+        rc = dg_arrow_ipc_write_eos(w, &out);
+    }
+    if (rc == DG_OK && !head_sent) {
+        rc = send_head(s, ctype, body_encoding(body, r), t);
+        if (rc != DG_OK) {
+            goto gone;
+        }
+        head_sent = true;
+    }
+    if (rc == DG_OK) {
+        rc = body_emit(body, &out, true);
+    }
+    if (rc == DG_OK) {
+        send_end(s, rows, body->sent, truncated, t);
+    } else if (slot_peer_gone(s)) {
+        goto gone;
+    } else {
+        fail_request(s, rc, &err);
+    }
+    goto out;
+gone:
+    release_cursor(s, &cur);
+    slot_set_idle(s);
+out:
+    dg_arrow_ipc_free(w);
+    if (schema.release) {
+        schema.release(&schema);
+    }
+    dg_buf_free(&out);
+}
+
+/* Parquet: DuckDB's own writer (zstd) into a private, already-unlinked temp file (see
+ * dg_db_export_parquet), then streamed. Parquet is compressed inside, so no codec on top. */
+static void run_parquet(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    int fd = -1;
+    uint64_t size = 0, sent = 0;
+    dg_rc_t rc;
+    char *chunk = NULL;
+    if (!sdb->export_dir) {
+        rc = dg_error_set(&err, DG_NOT_ACCEPTABLE,
+                          "parquet needs the engine's temp directory, which is not available");
+        goto fail;
+    }
+    dg_db_query_t q = query_of(s, r);
+    int64_t t0 = dg_now_us();
+    rc = dg_db_export_parquet(sdb->db, &q, sdb->export_dir, r->max_export_bytes, &fd, &size,
+                              &err);
+    t->execute_ms += ms_since(t0, dg_now_us());
+    if (rc == DG_RESULT_TOO_LARGE) {
+        dg_error_clear(&err);
+        dg_error_set(&err, rc,
+                     "the Parquet result is larger than max_export_bytes (%llu bytes); add a "
+                     "LIMIT or use format=ndjson",
+                     (unsigned long long)r->max_export_bytes);
+    }
+    if (rc != DG_OK) {
+        goto fail;
+    }
+    chunk = malloc(DG_FRAME_MAX_PAYLOAD);
+    if (!chunk) {
+        rc = dg_error_set(&err, DG_NOMEM, "out of memory");
+        goto fail;
+    }
+    rc = send_head(s, dg_format_content_type(DG_FMT_PARQUET), NULL, t);
+    while (rc == DG_OK && sent < size) {
+        rc = stop_reason(s);
+        if (rc != DG_OK) {
+            break;
+        }
+        ssize_t n = read(fd, chunk, DG_FRAME_MAX_PAYLOAD);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            rc = dg_error_set(&err, DG_IO, "reading the Parquet export failed");
+            break;
+        }
+        rc = send_frame(s, DG_FRAME_DATA, chunk, (size_t)n);
+        sent += (uint64_t)n;
+    }
+    if (rc == DG_OK) {
+        send_end(s, 0, sent, false, t);
+    } else if (slot_peer_gone(s)) {
+        slot_set_idle(s);
+    } else {
+        fail_request(s, rc, &err);
+    }
+    goto out;
+fail:
+    fail_request(s, rc, &err);
+out:
+    free(chunk);
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
 static void run_sql(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
 {
     dg_error_t err;
@@ -471,15 +693,16 @@ static void run_sql(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
         rc = dg_error_set(&err, DG_MISSING_SQL, "the request has no sql");
         goto fail;
     }
+    if (fmt == DG_FMT_ARROW) {
+        run_arrow(s, r, sdb, t, &body);
+        goto out;
+    }
+    if (fmt == DG_FMT_PARQUET) {
+        run_parquet(s, r, sdb, t);
+        goto out;
+    }
 
-    dg_db_query_t q = {
-        .sql = r->sql,
-        .sql_len = r->sql_len,
-        .params_json = r->params,
-        .params_len = r->params ? strlen(r->params) : 0,
-        .mode = strcmp(r->kind, "admin") == 0 ? DG_DB_MODE_ADMIN : DG_DB_MODE_READONLY_SQL,
-        .interrupt = &s->start_stop,
-    };
+    dg_db_query_t q = query_of(s, r);
     int64_t t0 = dg_now_us();
     rc = dg_db_query_start(sdb->db, &q, &cur, &err);
     t->execute_ms += ms_since(t0, dg_now_us());
@@ -617,25 +840,14 @@ emit_failed:
 
 fail:
     release_cursor(s, &cur);
-    {
-        /* An interrupted query reports why it was interrupted, whatever DuckDB called it. */
-        dg_rc_t why = stop_reason(s);
-        if (why != DG_OK && rc != why) {
-            rc = why;
-            dg_error_clear(&err);
-            dg_error_set(&err, why, "%s", dg_rc_message(why));
-        }
-    }
-    if (rc == DG_RESULT_TOO_LARGE) {
+    if (rc == DG_RESULT_TOO_LARGE && stop_reason(s) == DG_OK) {
         dg_error_clear(&err);
         dg_error_set(&err, rc,
                      "the result is larger than %zu bytes, the cap for one JSON document; "
                      "use format=ndjson (or csv) to stream large results",
                      max_bytes);
     }
-    if (err.rc == DG_OK) {
-        dg_error_set(&err, rc, "%s", dg_rc_message(rc));
-    }
+    rc = failure_reason(s, rc, &err);
     if (head_sent) {
         /* Drop a half-encoded batch, then end the body with the format's in-band marker so a
          * client that reads only the body still sees the failure. */
@@ -685,6 +897,8 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
         r.max_bytes = v > 0 ? (uint64_t)v : 0;
         r.queue_ms = (double)json_int_or(root, "queue_ms", 0);
         r.encoding = json_str_or(root, "encoding", "identity");
+        v = json_int_or(root, "max_export_bytes", 0);
+        r.max_export_bytes = v > 0 ? (uint64_t)v : 0;
         r.level = (int)json_int_or(root, "level", -1);
         t.queue_ms = r.queue_ms;
     }
@@ -978,6 +1192,13 @@ static dg_rc_t open_databases(eproc_t *e, json_t *init, dg_error_t *err)
         }
         e->dbs[e->n_dbs].name = strdup(name);
         e->dbs[e->n_dbs].db = db;
+        char xdir[PATH_MAX + 16];
+        if (tdir_p && realpath(tdir_p, xdir) &&
+            strlen(xdir) + sizeof "/export" <= sizeof xdir) {
+            /* The export instance may write only here; it must be absolute and private. */
+            memcpy(xdir + strlen(xdir), "/export", sizeof "/export");
+            e->dbs[e->n_dbs].export_dir = strdup(xdir);
+        }
         e->n_dbs++;
         if (!e->dbs[e->n_dbs - 1].name) {
             return dg_error_set(err, DG_NOMEM, "init: out of memory");

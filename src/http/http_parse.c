@@ -220,8 +220,8 @@ static const format_row formats[] = {
     {DG_FMT_NDJSON, "ndjson", "application/x-ndjson", "application/ndjson", true},
     {DG_FMT_CSV, "csv", "text/csv", NULL, true},
     {DG_FMT_TSV, "tsv", "text/tab-separated-values", NULL, true},
-    {DG_FMT_PARQUET, "parquet", "application/vnd.apache.parquet", NULL, false},
-    {DG_FMT_ARROW, "arrow", "application/vnd.apache.arrow.stream", NULL, false},
+    {DG_FMT_PARQUET, "parquet", "application/vnd.apache.parquet", NULL, true},
+    {DG_FMT_ARROW, "arrow", "application/vnd.apache.arrow.stream", NULL, true},
 };
 #define N_FORMATS (sizeof formats / sizeof formats[0])
 

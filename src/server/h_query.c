@@ -298,7 +298,9 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
         json_object_set_new(req, "timeout_ms", json_integer(q.timeout_ms)) == 0 &&
         json_object_set_new(req, "max_rows", json_integer((json_int_t)s->cfg->max_rows)) == 0 &&
         json_object_set_new(req, "max_bytes", json_integer((json_int_t)s->cfg->max_result_bytes)) ==
-            0;
+            0 &&
+        json_object_set_new(req, "max_export_bytes",
+                            json_integer((json_int_t)s->cfg->max_export_bytes)) == 0;
     if (!ok) {
         dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
     } else {
