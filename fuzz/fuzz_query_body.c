@@ -21,7 +21,7 @@ static void check(const dg_http_query_t *q, dg_rc_t rc, const dg_error_t *err)
     if (!q->sql || q->sql_len == 0 || q->sql_len > lim.max_sql_bytes ||
         strlen(q->sql) != q->sql_len || q->timeout_ms <= 0 || q->timeout_ms > lim.timeout_ms ||
         (q->params && !json_is_array(q->params) && !json_is_object(q->params)) ||
-        (unsigned)q->format >= DG_FMT_PARQUET) {
+        (unsigned)q->format >= DG_FMT_COUNT_) {
         abort();
     }
 }
