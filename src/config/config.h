@@ -25,6 +25,7 @@ typedef struct dg_config {
     int64_t timeout_ms;         /* default and ceiling of a query deadline; default 30000 */
     int64_t kill_grace_ms;      /* engine killed this long after the deadline; default 2000 */
     int64_t shutdown_timeout_ms;/* drain time on SIGTERM; default 10000 */
+    int client_timeout_s;       /* no progress this long closes a connection; default 60 */
     uint64_t max_body_bytes;    /* request body cap; default 1 MiB */
     uint64_t max_sql_bytes;     /* SQL text cap; default 64 KiB */
     uint64_t max_result_bytes;  /* single JSON document cap; default 64 MiB */

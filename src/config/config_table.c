@@ -63,6 +63,9 @@ static const setting_t settings[] = {
      "an engine is killed this long after a deadline it ignored"},
     {"shutdown_timeout_ms", K_MS, OFF(shutdown_timeout_ms), "10000", 0, 3600000, false, "MS",
      "time in-flight requests get to finish on SIGTERM"},
+    {"client_timeout_s", K_INT, OFF(client_timeout_s), "60", 1, 86400, false, "S",
+     "a connection that makes no progress this long (idle, or not reading its response) is "
+     "closed and its query interrupted"},
     {"max_body_bytes", K_BYTES, OFF(max_body_bytes), "1MiB", 1, GIB, false, "BYTES",
      "request body cap"},
     {"max_sql_bytes", K_BYTES, OFF(max_sql_bytes), "64KiB", 1, 16 * MIB, false, "BYTES",

@@ -139,6 +139,7 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
     }
     dg_http_opts_t ho = {.listen = cfg->listen,
                          .max_body_bytes = cfg->max_body_bytes,
+                         .idle_timeout_s = (unsigned)cfg->client_timeout_s,
                          .routes = routes,
                          .n_routes = sizeof routes / sizeof routes[0],
                          .ctx = &s};

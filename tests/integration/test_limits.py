@@ -141,6 +141,34 @@ def test_disconnect_ndjson_stream(make_server):
     s.close()
 
 
+def test_stalled_reader_is_dropped(make_server):
+    """A client that stops reading a stream (without hanging up) is dropped after
+    client_timeout_s without progress, and its query is interrupted: the slot frees up."""
+    s = make_server(engines=1, slots=1, extra=["--queue-len", "0", "--timeout-ms", "60000",
+                                               "--client-timeout-s", "2"])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", s.port))
+    body = json.dumps({"sql": "SELECT range, repeat('x', 100) FROM range(1000000000000)"})
+    sock.sendall(post_request_bytes("main?format=ndjson", body))
+    sock.recv(1024)  # the stream started; from now on this client reads nothing
+    assert_error(_wait_busy(s), 503, "OVERLOADED")
+    t0 = time.monotonic()
+    freed = None
+    while time.monotonic() - t0 < 8.0:
+        r = s.query("main", "SELECT 1", timeout=5)
+        if r.status_code == 200:
+            freed = time.monotonic() - t0
+            break
+        time.sleep(0.1)
+    sock.close()
+    assert freed is not None, "the stalled reader still held its slot after 8 s"
+    assert freed >= 1.0, "dropped after %.2fs, before client_timeout_s" % freed
+    assert s.alive()
+    s.close()
+
+
 def test_ndjson_timeout_mid_stream(server):
     """A deadline that strikes after the headers ends an NDJSON stream with an error line
     (code TIMEOUT) instead of an end line; before the headers it is a 504."""
