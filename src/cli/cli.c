@@ -27,6 +27,7 @@ typedef struct command {
 } command;
 
 static int cmd_help(int argc, char **argv, char **envp);
+int dg_cli__query(int argc, char **argv, char **envp); /* cli_query.c */
 
 static bool wants_help(int argc, char **argv)
 {
@@ -175,6 +176,8 @@ static const command commands[] = {
      "print the effective configuration and where each value came from", false},
     {"exec", cmd_exec, "exec FILE SQL", "run trusted SQL against a database file (read-write)",
      false},
+    {"query", dg_cli__query, "query DB SQL [--format F] [-o FILE] [...]",
+     "run one read-only query locally and stream the result", false},
     {"version", cmd_version, "version", "print the version", false},
     {"help", cmd_help, "help", "this help", false},
     {"engine", cmd_engine, "engine", "(internal) engine process", true},

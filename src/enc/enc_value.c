@@ -499,6 +499,10 @@ static dg_rc_t v_blob(const dg_enc__col_t *c, const dg_vec_t *v, uint64_t row, d
     uint32_t len;
     const unsigned char *p =
         (const unsigned char *)dg_strval_data((const dg_strval_t *)v->data + row, &len);
+    if (len == 0 && c->mode != DG_ENC__JSON) {
+        /* An empty BLOB must stay distinguishable from NULL (CSV writes it as ""). */
+        return dg_enc__text_field(out, c->mode, "", 0);
+    }
     size_t n = ((size_t)len + 2) / 3 * 4;
     bool q = c->mode == DG_ENC__JSON;
     dg_rc_t rc = dg_enc__ensure(out, n + 2);

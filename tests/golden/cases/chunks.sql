@@ -1,0 +1,1 @@
+SELECT CAST(i AS INTEGER) AS i FROM range(4100) t(i)

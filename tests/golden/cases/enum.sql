@@ -1,0 +1,1 @@
+SELECT id, m, [m, 'sad'::mood] AS ml FROM moods ORDER BY id

@@ -1,0 +1,1 @@
+SELECT * FROM mixed ORDER BY id

@@ -1,0 +1,1 @@
+SELECT $1::INTEGER + 1 AS a, $2::VARCHAR AS b, $3::DOUBLE AS c
