@@ -15,7 +15,7 @@ DEST=third_party/duckdb
 DEB_PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
     libmicrohttpd-dev libjansson-dev libzstd-dev libbrotli-dev zlib1g-dev libssl-dev
     libinih-dev libcmocka-dev libcurl4-openssl-dev python3 python3-pytest python3-requests
-    curl ca-certificates wrk hyperfine zstd brotli gzip)
+    curl ca-certificates wrk hyperfine zstd brotli gzip prometheus)
 
 log() { printf 'setup: %s\n' "$*"; }
 

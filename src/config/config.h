@@ -39,6 +39,12 @@ typedef struct dg_config {
     char *meminfo_path;         /* default "/proc/meminfo" */
     /* logging */
     char *log_level;            /* debug|info|warn|error; default info */
+    char *access_log;           /* off|text|json; default text */
+    char *access_log_file;      /* "-" = stderr (default), else a file opened for append */
+    int trust_request_id;       /* 1 = echo a well-formed client X-Request-Id; default 0 */
+    /* metrics */
+    char *metrics_listen;       /* "main" = GET /metrics on the main listener (default); "off" =
+                                   none (no request metrics either); else HOST:PORT */
     /* response compression levels (Accept-Encoding) */
     int zstd_level;             /* default 1 */
     int gzip_level;             /* default 1 */

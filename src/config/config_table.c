@@ -88,6 +88,15 @@ static const setting_t settings[] = {
      "where physical memory is read"},
     {"log_level", K_LOGLEVEL, OFF(log_level), "info", 0, 0, false, "LEVEL",
      "debug, info, warn or error"},
+    {"access_log", K_STR, OFF(access_log), "text", 0, 0, false, "FORMAT",
+     "access log, one line per request: off, text or json"},
+    {"access_log_file", K_STR, OFF(access_log_file), "-", 0, 0, false, "FILE",
+     "where the access log goes (- = stderr)"},
+    {"trust_request_id", K_INT, OFF(trust_request_id), "0", 0, 1, false, "0|1",
+     "1: reuse a well-formed client X-Request-Id (<= 64 of [A-Za-z0-9._-]); 0: always generate"},
+    {"metrics_listen", K_STR, OFF(metrics_listen), "main", 0, 0, false, "HOST:PORT",
+     "where GET /metrics is served: main (the main listener), a separate HOST:PORT, or off "
+     "(no /metrics and no request metrics)"},
     {"zstd_level", K_INT, OFF(zstd_level), "1", 1, 19, false, "N",
      "zstd level for Accept-Encoding: zstd (1 is fastest and, on result data, best per CPU)"},
     {"gzip_level", K_INT, OFF(gzip_level), "1", 1, 9, false, "N", "gzip level"},
@@ -159,6 +168,23 @@ dg_rc_t dg_config_set(dg_config_t *cfg, const char *name, const char *value, dg_
     case K_STR:
         if (value[0] == '\0') {
             return dg_error_set(err, DG_CONFIG, "%s: empty value for %s", where, s->name);
+        }
+        if (strcmp(s->name, "access_log") == 0 && strcmp(value, "off") != 0 &&
+            strcmp(value, "text") != 0 && strcmp(value, "json") != 0) {
+            return dg_error_set(
+                err, DG_CONFIG,
+                "%s: bad value \"%.64s\" for access_log: expected off, text or json", where, value);
+        }
+        if (strcmp(s->name, "metrics_listen") == 0 && strcmp(value, "main") != 0 &&
+            strcmp(value, "off") != 0) {
+            char host[256];
+            int port;
+            if (!dg_parse_listen(value, host, sizeof host, &port)) {
+                return dg_error_set(err, DG_CONFIG,
+                                    "%s: bad value \"%.64s\" for metrics_listen: expected main, "
+                                    "off or HOST:PORT",
+                                    where, value);
+            }
         }
         break;
     case K_LISTEN: {

@@ -576,3 +576,42 @@ out:
     }
     return rc;
 }
+
+dg_rc_t dg_db_memory_usage(dg_db_t *db, uint64_t *out_used, uint64_t *out_limit)
+{
+    *out_used = 0;
+    *out_limit = db->memory_limit;
+    duckdb_connection con = NULL;
+    duckdb_result res;
+    bool has_res = false;
+    dg_rc_t rc = DG_INTERNAL;
+    if (duckdb_connect(db->inst, &con) != DuckDBSuccess) {
+        con = NULL;
+        goto out;
+    }
+    has_res = true;
+    if (duckdb_query(con,
+                     "SELECT CAST(coalesce(sum(memory_usage_bytes), 0) AS UBIGINT) "
+                     "FROM duckdb_memory()",
+                     &res) != DuckDBSuccess) {
+        goto out;
+    }
+    duckdb_data_chunk chunk = duckdb_fetch_chunk(res);
+    if (!chunk) {
+        goto out;
+    }
+    if (duckdb_data_chunk_get_size(chunk) == 1) {
+        const uint64_t *v = duckdb_vector_get_data(duckdb_data_chunk_get_vector(chunk, 0));
+        *out_used = v[0];
+        rc = DG_OK;
+    }
+    duckdb_destroy_data_chunk(&chunk);
+out:
+    if (has_res) {
+        duckdb_destroy_result(&res);
+    }
+    if (con) {
+        duckdb_disconnect(&con);
+    }
+    return rc;
+}

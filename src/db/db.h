@@ -157,6 +157,12 @@ dg_rc_t dg_db_cursor_next_arrow(dg_db_cursor_t *c, struct ArrowArray *out, bool 
  * DG_RESULT_TOO_LARGE (over max_bytes), DG_NOT_ACCEPTABLE (a read-write or in-memory database),
  * DG_CONFIG (bad export_dir, export instance settings refused), DG_IO (export instance could
  * not be opened, file could not be reopened), DG_INTERNAL. */
+/* Memory of the instance for /metrics: *out_used = sum(memory_usage_bytes) of duckdb_memory()
+ * (buffer-managed memory), *out_limit = the configured memory_limit in bytes (0 = DuckDB's
+ * default). Runs on its own internal connection; safe while queries run. DG_INTERNAL when DuckDB
+ * refused. */
+dg_rc_t dg_db_memory_usage(dg_db_t *db, uint64_t *out_used, uint64_t *out_limit);
+
 dg_rc_t dg_db_export_parquet(dg_db_t *db, const dg_db_query_t *q, const char *export_dir,
                              uint64_t max_bytes, int *out_fd, uint64_t *out_size,
                              dg_error_t *err);

@@ -44,6 +44,9 @@ bool dg_engines_ready(dg_engines_t *p);
  * departed client does not keep its place in the queue. */
 dg_rc_t dg_engines_acquire(dg_engines_t *p, int client_fd, dg_slot_t **out,
                            int *out_retry_after_s);
+/* Leases a free slot of engine idx without waiting (scrape-time stats): DG_OVERLOADED when that
+ * engine has no free slot, is down, or requests are queued (they go first); DG_DRAINING. */
+dg_rc_t dg_engines_try_acquire(dg_engines_t *p, int idx, dg_slot_t **out);
 /* Sends a REQ frame. The engine-side deadline comes from the request's timeout_ms; the front
  * kills the engine when no END/ERROR arrived by deadline_ms (monotonic ms) + kill grace
  * (deadline_ms <= 0: never). One request at a time: read it to END/ERROR (or release the slot)

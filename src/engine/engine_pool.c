@@ -1054,6 +1054,30 @@ out:
     return rc;
 }
 
+dg_rc_t dg_engines_try_acquire(dg_engines_t *p, int idx, dg_slot_t **out)
+{
+    *out = NULL;
+    pthread_mutex_lock(&p->mu);
+    dg_rc_t rc = p->draining ? DG_DRAINING : DG_OVERLOADED;
+    eng_t *e = idx >= 0 && idx < p->n_eng ? &p->eng[idx] : NULL;
+    if (!p->draining && !p->q_head && e && e->up && !e->kill_sent && e->n_free > 0) {
+        dg_slot_t *s = e->free_list;
+        e->free_list = s->next_free;
+        e->n_free--;
+        s->next_free = NULL;
+        s->leased = true;
+        p->leased++;
+        s->in_request = false;
+        s->cancel_sent = false;
+        s->broken = false;
+        s->kill_at_ms = -1;
+        *out = s;
+        rc = DG_OK;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
 /* SIGKILLs the engine of slot s if it is still the same process. */
 static void kill_engine(dg_slot_t *s, const char *why)
 {

@@ -380,14 +380,32 @@ out:
 
 /* Owns the codec of one response. Encoders write plain bytes into `out`; body_emit compresses
  * them (flushing, so the client can decode every batch as it arrives) and sends DATA frames.
- * Confined to the slot thread. */
+ *
+ * With a codec, compression overlaps with fetching (DESIGN §11: a streaming result is produced
+ * only a little ahead of its consumer, so fetch and encode would otherwise alternate): body_emit
+ * hands the filled buffer to a compressor thread, which compresses and sends it while the slot
+ * thread fetches and encodes the next chunk. At most one buffer is in flight, so memory stays
+ * bounded and a slow socket still stops the fetching (backpressure). The slot thread owns
+ * everything except `pending`, `z`, `sent` and the codec while `busy` is set; `mu` orders the
+ * hand-over. */
 typedef struct body {
     eslot_t *s;
     dg_codec_t *codec; /* NULL = identity */
-    dg_buf_t z;        /* compressed bytes of the current emit */
+    dg_buf_t z;        /* compressed bytes of the current piece */
     uint64_t raw;      /* plain bytes produced so far */
     uint64_t sent;     /* bytes sent as DATA (compressed when a codec is set) */
     timings_t *t;
+    /* the compressor thread (started on the first compressed emit) */
+    pthread_t thread;
+    bool has_thread, has_sync;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    dg_buf_t pending;  /* plain bytes handed to the compressor */
+    bool busy;         /* pending holds a piece not yet compressed and sent */
+    bool finish;       /* that piece ends the stream */
+    bool quit;
+    dg_rc_t rc;        /* first failure on the compressor side */
+    double compress_ms;
 } body_t;
 
 static dg_rc_t body_init(body_t *b, eslot_t *s, const req_t *r, timings_t *t, dg_error_t *err)
@@ -396,6 +414,7 @@ static dg_rc_t body_init(body_t *b, eslot_t *s, const req_t *r, timings_t *t, dg
     b->s = s;
     b->t = t;
     dg_buf_init_rc(&b->z, STREAM_BUF_CAP, DG_RESOURCE_EXHAUSTED);
+    dg_buf_init_rc(&b->pending, STREAM_BUF_CAP, DG_RESOURCE_EXHAUSTED);
     int id = dg_codec_parse(r->encoding, strlen(r->encoding));
     if (id < 0) {
         return dg_error_set(err, DG_NOT_ACCEPTABLE, "unknown content coding '%.32s'", r->encoding);
@@ -416,31 +435,134 @@ static const char *body_encoding(const body_t *b, const req_t *r)
     return b->codec ? r->encoding : NULL;
 }
 
-/* Sends out's plain bytes (compressed when a codec is set) and empties out. finish ends the
- * compressed stream (its trailer) after them. */
-static dg_rc_t body_emit(body_t *b, dg_buf_t *out, bool finish)
+/* Compresses and sends one piece: plain bytes in, DATA frames out. */
+static dg_rc_t body_compress_send(body_t *b, dg_buf_t *plain, bool finish, double *ms)
 {
-    b->raw += out->len;
-    if (!b->codec) {
-        return send_data(b->s, out, &b->sent);
-    }
     int64_t t0 = dg_now_us();
-    dg_rc_t rc = dg_codec_write(b->codec, out->p, out->len, &b->z);
+    dg_rc_t rc = dg_codec_write(b->codec, plain->p, plain->len, &b->z);
     if (rc == DG_OK) {
         rc = finish ? dg_codec_finish(b->codec, &b->z) : dg_codec_flush(b->codec, &b->z);
     }
-    b->t->compress_ms += ms_since(t0, dg_now_us());
-    dg_buf_reset(out);
+    *ms += ms_since(t0, dg_now_us());
+    dg_buf_reset(plain);
     if (rc != DG_OK) {
         return rc;
     }
     return send_data(b->s, &b->z, &b->sent);
 }
 
+static void *body_compressor_main(void *arg)
+{
+    body_t *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (!b->busy && !b->quit) {
+            pthread_cond_wait(&b->cv, &b->mu);
+        }
+        if (!b->busy) {
+            break; /* quit with nothing left */
+        }
+        bool finish = b->finish;
+        bool failed = b->rc != DG_OK;
+        pthread_mutex_unlock(&b->mu);
+        double ms = 0;
+        dg_rc_t rc = failed ? DG_OK : body_compress_send(b, &b->pending, finish, &ms);
+        pthread_mutex_lock(&b->mu);
+        dg_buf_reset(&b->pending);
+        if (rc != DG_OK && b->rc == DG_OK) {
+            b->rc = rc;
+        }
+        b->compress_ms += ms;
+        b->busy = false;
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+/* Waits until the compressor has sent everything handed to it; returns its first failure.
+ * Adds its compression time to the request's timings. Called with mu held. */
+static dg_rc_t body_wait_idle_locked(body_t *b)
+{
+    while (b->busy) {
+        pthread_cond_wait(&b->cv, &b->mu);
+    }
+    b->t->compress_ms += b->compress_ms;
+    b->compress_ms = 0;
+    return b->rc;
+}
+
+/* Sends out's plain bytes (compressed when a codec is set) and empties out. finish ends the
+ * compressed stream (its trailer) after them and returns only once everything is sent. */
+static dg_rc_t body_emit(body_t *b, dg_buf_t *out, bool finish)
+{
+    b->raw += out->len;
+    if (!b->codec) {
+        return send_data(b->s, out, &b->sent);
+    }
+    if (!b->has_thread) {
+        if (!b->has_sync) {
+            if (pthread_mutex_init(&b->mu, NULL) != 0) {
+                return DG_NOMEM;
+            }
+            if (pthread_cond_init(&b->cv, NULL) != 0) {
+                pthread_mutex_destroy(&b->mu);
+                return DG_NOMEM;
+            }
+            b->has_sync = true;
+        }
+        if (finish || pthread_create(&b->thread, NULL, body_compressor_main, b) != 0) {
+            /* A single piece (or no thread to be had): compress it here. */
+            return body_compress_send(b, out, finish, &b->t->compress_ms);
+        }
+        b->has_thread = true;
+    }
+    pthread_mutex_lock(&b->mu);
+    dg_rc_t rc = body_wait_idle_locked(b);
+    if (rc == DG_OK) {
+        /* Hand the filled buffer over and take the compressor's empty one back. */
+        dg_buf_t tmp = b->pending;
+        b->pending = *out;
+        *out = tmp;
+        b->busy = true;
+        b->finish = finish;
+        pthread_cond_broadcast(&b->cv);
+        if (finish) {
+            rc = body_wait_idle_locked(b);
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    dg_buf_reset(out);
+    return rc;
+}
+
+/* Waits until nothing is in flight, so the slot thread may write frames itself (ERROR). */
+static void body_quiesce(body_t *b)
+{
+    if (b->has_thread) {
+        pthread_mutex_lock(&b->mu);
+        body_wait_idle_locked(b);
+        pthread_mutex_unlock(&b->mu);
+    }
+}
+
 static void body_free(body_t *b)
 {
+    if (b->has_thread) {
+        pthread_mutex_lock(&b->mu);
+        body_wait_idle_locked(b);
+        b->quit = true;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        pthread_join(b->thread, NULL);
+    }
+    if (b->has_sync) {
+        pthread_cond_destroy(&b->cv);
+        pthread_mutex_destroy(&b->mu);
+    }
     dg_codec_free(b->codec);
     dg_buf_free(&b->z);
+    dg_buf_free(&b->pending);
 }
 
 /* The query of a request, interruptible through the slot's start_stop (deadline, CANCEL). */
@@ -574,6 +696,7 @@ static void run_arrow(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t
     if (rc == DG_OK) {
         rc = body_emit(body, &out, true);
     }
+    body_quiesce(body); /* no DATA frame may be in flight when END or ERROR is written */
     if (rc == DG_OK) {
         send_end(s, rows, body->sent, truncated, t);
     } else if (slot_peer_gone(s)) {
@@ -583,6 +706,7 @@ static void run_arrow(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t
     }
     goto out;
 gone:
+    body_quiesce(body);
     release_cursor(s, &cur);
     slot_set_idle(s);
 out:
@@ -861,6 +985,7 @@ fail:
             }
         }
     }
+    body_quiesce(&body);
     send_error(s, rc, err.msg);
     goto out;
 
@@ -873,6 +998,33 @@ out:
     dg_enc_free(enc);
     dg_buf_free(&out);
     body_free(&body);
+}
+
+/* kind "stats": the memory of every instance of this engine, for the front's /metrics, as the
+ * END payload {"dbs":[{"db":..,"memory_bytes":N,"limit_bytes":N}]}. */
+static void run_stats(eslot_t *s)
+{
+    dg_buf_t b;
+    dg_buf_init(&b, DG_FRAME_MAX_PAYLOAD);
+    dg_rc_t rc = dg_buf_puts(&b, "{\"dbs\":[");
+    for (size_t i = 0; rc == DG_OK && i < s->proc->n_dbs; i++) {
+        uint64_t used = 0, limit = 0;
+        dg_db_memory_usage(s->proc->dbs[i].db, &used, &limit);
+        /* Served names are [A-Za-z0-9_-] (dg_dbname_valid): nothing to escape. */
+        rc = dg_buf_printf(&b, "%s{\"db\":\"%s\",\"memory_bytes\":%llu,\"limit_bytes\":%llu}",
+                           i ? "," : "", s->proc->dbs[i].name, (unsigned long long)used,
+                           (unsigned long long)limit);
+    }
+    if (rc == DG_OK) {
+        rc = dg_buf_puts(&b, "]}");
+    }
+    if (rc != DG_OK) {
+        send_error(s, rc, NULL);
+    } else {
+        slot_set_idle(s);
+        send_frame(s, DG_FRAME_END, b.p, b.len);
+    }
+    dg_buf_free(&b);
 }
 
 static void handle_req(eslot_t *s, const dg_buf_t *payload)
@@ -930,6 +1082,10 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
 
     if (strcmp(r.kind, "ping") == 0) {
         send_end(s, 0, 0, false, &t);
+        goto out;
+    }
+    if (strcmp(r.kind, "stats") == 0) {
+        run_stats(s);
         goto out;
     }
     served_db_t *sdb = find_db(s->proc, r.db);

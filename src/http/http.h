@@ -161,10 +161,13 @@ struct dg_http_req {
     dg_http_target_t target;     /* decoded path + query args */
     dg_http_match_t match;       /* route and captures */
     dg_buf_t body;               /* full body, capped at max_body_bytes */
-    char id[17];                 /* request id for log lines */
+    char id[65];                 /* request id: X-Request-Id (trusted, well-formed) or random */
     int64_t start_ms;            /* monotonic arrival time */
     struct dg_http_conn_ *conn_; /* private */
 };
+
+/* True when s is a well-formed request id: 1..64 bytes of [A-Za-z0-9._-]. */
+bool dg_http_request_id_valid(const char *s);
 
 /* A request header (case-insensitive name), or NULL. */
 const char *dg_http_req_header(dg_http_req_t *r, const char *name);
@@ -201,14 +204,27 @@ void dg_http_drop(dg_http_req_t *r);
 
 typedef struct dg_http dg_http_t;
 
+/* Access log formats (one line per request, written when the request is complete). */
+typedef enum { DG_HTTP_LOG_OFF = 0, DG_HTTP_LOG_TEXT, DG_HTTP_LOG_JSON } dg_http_log_fmt_t;
+
+/* Called once per request when it is complete (after the body was sent or the connection
+ * dropped), on the connection's thread: status is the answered status (499 when none was sent),
+ * duration_s the time since arrival, is_aborted true when the transfer did not complete. */
+typedef void (*dg_http_complete_fn)(const dg_http_req_t *req, int status, double duration_s,
+                                    bool is_aborted, void *ctx);
+
 typedef struct dg_http_opts {
     const char *listen;            /* "host:port" (config listen syntax) */
     uint64_t max_body_bytes;       /* bodies above it get 413 BODY_TOO_LARGE */
     const dg_http_route_t *routes; /* borrowed; must outlive the daemon */
     size_t n_routes;
-    void *ctx;                /* passed to handlers */
-    unsigned idle_timeout_s;  /* idle connection timeout; 0 = 60 */
-    unsigned max_connections; /* 0 = 1024 */
+    void *ctx;                       /* passed to handlers */
+    unsigned idle_timeout_s;         /* idle connection timeout; 0 = 60 */
+    unsigned max_connections;        /* 0 = 1024 */
+    dg_http_complete_fn on_complete; /* may be NULL; gets ctx */
+    dg_http_log_fmt_t access_log;    /* DG_HTTP_LOG_OFF (0) = no access log */
+    int access_log_fd;               /* where access lines go when access_log is on */
+    bool trust_request_id;           /* reuse a well-formed client X-Request-Id */
 } dg_http_opts_t;
 
 /* Binds the listen address and starts serving. Logs `listening on http://HOST:PORT` with the

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -66,6 +67,7 @@ struct dg_http_conn_ {
     bool is_too_large;
     bool is_dropped;
     int status;
+    int64_t start_us; /* monotonic arrival, for the access log and metrics */
     uint64_t discarded;
     dg_rc_t deferred_rc; /* error decided from the head, answered at the final call */
     char deferred_msg[160];
@@ -154,7 +156,8 @@ static dg_rc_t queue(struct dg_http_conn_ *c, int status, struct MHD_Response *r
         c->is_dropped = true;
         return DG_NOMEM;
     }
-    bool ok = MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES;
+    bool ok = MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES &&
+              MHD_add_response_header(resp, "X-Request-Id", c->req.id) == MHD_YES;
     if (content_type) {
         ok = ok &&
              MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;
@@ -370,8 +373,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         c->h = h;
         c->mc = mc;
         c->req.conn_ = c;
-        c->req.start_ms = dg_now_ms();
-        dg_random_id(c->req.id);
+        c->start_us = dg_now_us();
+        c->req.start_ms = c->start_us / 1000;
+        const char *rid = h->opts.trust_request_id
+                              ? MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Request-Id")
+                              : NULL;
+        if (rid && dg_http_request_id_valid(rid)) {
+            snprintf(c->req.id, sizeof c->req.id, "%s", rid);
+        } else {
+            dg_random_id(c->req.id);
+        }
         dg_buf_init_rc(&c->req.body, h->opts.max_body_bytes, DG_BODY_TOO_LARGE);
         atomic_fetch_add(&h->inflight, 1);
         on_head(c, method);
@@ -411,6 +422,83 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
     return c->is_dropped ? MHD_NO : MHD_YES;
 }
 
+bool dg_http_request_id_valid(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char ch = s[n];
+        if (n >= 64 || !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                         (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-')) {
+            return false;
+        }
+    }
+    return n > 0;
+}
+
+/* Writes one access line: the path only (never the query string, which may hold SQL and its
+ * parameters), no header values (Authorization, API keys). Text keeps the log line shape
+ * (ts level module req=<id> msg key=value); JSON is one object per line. One write(2) per line,
+ * so lines from concurrent connections do not interleave. */
+static void access_log(dg_http_t *h, struct dg_http_conn_ *c, int status, double duration_s,
+                       bool is_aborted)
+{
+    conn_ctx *cc = get_conn_ctx(c->mc);
+    const char *uri = cc && cc->uri ? cc->uri : "-";
+    size_t path_len = strcspn(uri, "?");
+    if (path_len > 200) {
+        path_len = 200;
+    }
+    const char *route = c->req.match.route ? c->req.match.route->pattern : "other";
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[96];
+    snprintf(when, sizeof when, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(ts.tv_nsec / 1000000) % 1000);
+    if (h->opts.access_log == DG_HTTP_LOG_TEXT) {
+        /* Bytes that could forge or break a line are shown as '?'. A stack line: no allocation
+         * on the per-request path (the fields are bounded, so it always fits). */
+        char path[201], line[640];
+        for (size_t i = 0; i < path_len; i++) {
+            unsigned char ch = (unsigned char)uri[i];
+            path[i] = ch <= 0x20 || ch >= 0x7f || ch == '"' ? '?' : (char)ch;
+        }
+        path[path_len] = '\0';
+        int n = snprintf(line, sizeof line,
+                         "%s info access req=%s %s %s status=%d ms=%.3f route=%s%s\n", when,
+                         c->req.id, dg_http_method_name(c->req.method), path, status,
+                         duration_s * 1000.0, route, is_aborted ? " aborted=1" : "");
+        if (n > 0) {
+            size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+            line[len - 1] = '\n';
+            ssize_t w = write(h->opts.access_log_fd, line, len);
+            (void)w;
+        }
+        return;
+    }
+    dg_buf_t b;
+    dg_buf_init(&b, 1024);
+    dg_rc_t rc =
+        dg_buf_printf(&b, "{\"ts\":\"%s\",\"request_id\":\"%s\",\"method\":\"%s\",\"path\":", when,
+                      c->req.id, dg_http_method_name(c->req.method));
+    if (rc == DG_OK) {
+        rc = dg_buf_json_str(&b, uri, path_len);
+    }
+    if (rc == DG_OK) {
+        rc = dg_buf_printf(&b,
+                           ",\"route\":\"%s\",\"status\":%d,\"duration_ms\":%.3f,"
+                           "\"aborted\":%s}\n",
+                           route, status, duration_s * 1000.0, is_aborted ? "true" : "false");
+    }
+    if (rc == DG_OK) {
+        ssize_t w = write(h->opts.access_log_fd, b.p, b.len);
+        (void)w;
+    }
+    dg_buf_free(&b);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -421,13 +509,15 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         return;
     }
     *con_cls = NULL;
-    conn_ctx *cc = get_conn_ctx(c->mc);
-    const char *uri = cc && cc->uri ? cc->uri : "-";
-    size_t path_len = strcspn(uri, "?");
-    dg_log(DG_LOG_INFO, "access", c->req.id, "%s %.*s status=%d ms=%lld%s",
-           dg_http_method_name(c->req.method), (int)(path_len > 200 ? 200 : path_len), uri,
-           c->status, (long long)(dg_now_ms() - c->req.start_ms),
-           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=1");
+    int status = c->has_response ? c->status : 499;
+    bool is_aborted = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    double duration_s = (double)(dg_now_us() - c->start_us) / 1e6;
+    if (h->opts.access_log != DG_HTTP_LOG_OFF) {
+        access_log(h, c, status, duration_s, is_aborted);
+    }
+    if (h->opts.on_complete) {
+        h->opts.on_complete(&c->req, status, duration_s, is_aborted, h->opts.ctx);
+    }
     dg_http_target_free(&c->req.target);
     dg_buf_free(&c->req.body);
     free(c);

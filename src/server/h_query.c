@@ -32,7 +32,9 @@ typedef struct relay {
     bool is_ndjson; /* failures after HEAD end with an in-band error line */
     bool is_coded;  /* the body is compressed: the front cannot append plain bytes to it */
     bool varies;    /* the answer depends on Accept-Encoding (query routes) */
-    char qid[17];
+    uint64_t bytes_out, rows_out; /* relayed body bytes, rows from END (metrics) */
+    const char *encoding;         /* bytes_out label: "identity", "zstd", ... */
+    char qid[65];
 } relay;
 
 /* Replaces the payload with an NDJSON error line; false when it cannot be built. */
@@ -55,20 +57,44 @@ static bool ndjson_error_line(relay *x, dg_rc_t rc)
 static void relay_free(void *ctx)
 {
     relay *x = ctx;
+    if (x->s->metrics && x->encoding) {
+        dg_series_add(x->s->metrics->rows_out, x->rows_out);
+        dg_series_add(dg_metric_series(x->s->metrics->bytes_out, &x->encoding), x->bytes_out);
+    }
     dg_engines_release(x->s->engines, x->slot);
     dg_buf_free(&x->payload);
     free(x);
 }
 
-/* Logs an ERROR frame's code and message. */
-static void log_frame_error(const char *qid, const dg_buf_t *payload, const char *when)
+/* Logs an ERROR frame's code and message; returns the code. */
+static dg_rc_t log_frame_error(const char *qid, const dg_buf_t *payload, const char *when)
 {
     json_t *j = json_loadb(payload->p ? payload->p : "", payload->len, 0, NULL);
     const char *code = j ? json_string_value(json_object_get(j, "code")) : NULL;
     const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
     dg_log(DG_LOG_WARN, "query", qid, "failed %s code=%s msg=\"%s\"", when, code ? code : "?",
            msg ? msg : "");
+    dg_rc_t rc = code ? dg_rc_from_name(code) : DG_PROTOCOL;
     json_decref(j);
+    return rc;
+}
+
+/* The "rows" of an END payload (0 when absent); END is our own small JSON object. */
+static uint64_t end_rows(const dg_buf_t *payload)
+{
+    static const char key[] = "\"rows\":";
+    const char *p = payload->p;
+    size_t len = payload->len;
+    for (size_t i = 0; p && i + sizeof key - 1 < len; i++) {
+        if (memcmp(p + i, key, sizeof key - 1) == 0) {
+            uint64_t v = 0;
+            for (size_t k = i + sizeof key - 1; k < len && p[k] >= '0' && p[k] <= '9'; k++) {
+                v = v * 10 + (uint64_t)(p[k] - '0');
+            }
+            return v;
+        }
+    }
+    return 0;
 }
 
 static ssize_t relay_read(void *ctx, char *buf, size_t max)
@@ -82,6 +108,7 @@ static ssize_t relay_read(void *ctx, char *buf, size_t max)
         dg_rc_t rc = dg_slot_read(x->slot, x->client_fd, &type, &x->payload);
         x->off = 0;
         if (rc != DG_OK) {
+            dg_server__note_interrupt(x->s, rc);
             dg_log(rc == DG_CLIENT_GONE ? DG_LOG_INFO : DG_LOG_WARN, "query", x->qid,
                    "stream aborted code=%s", dg_rc_name(rc));
             x->payload.len = 0;
@@ -98,12 +125,13 @@ static ssize_t relay_read(void *ctx, char *buf, size_t max)
         if (type == DG_FRAME_END) {
             dg_log(DG_LOG_DEBUG, "query", x->qid, "done %.*s", (int)x->payload.len,
                    x->payload.p ? x->payload.p : "");
+            x->rows_out = end_rows(&x->payload);
             x->is_done = true;
             x->payload.len = 0;
             return DG_HTTP_STREAM_END;
         }
         if (type == DG_FRAME_ERROR) {
-            log_frame_error(x->qid, &x->payload, "after headers");
+            dg_server__note_interrupt(x->s, log_frame_error(x->qid, &x->payload, "after headers"));
             if (x->is_ndjson) {
                 /* The engine already sent its error line as the last DATA. */
                 x->is_done = true;
@@ -122,6 +150,7 @@ static ssize_t relay_read(void *ctx, char *buf, size_t max)
     }
     memcpy(buf, x->payload.p + x->off, n);
     x->off += n;
+    x->bytes_out += n;
     return (ssize_t)n;
 }
 
@@ -141,13 +170,14 @@ static void relay_start(dg_http_req_t *r, relay *x)
 {
     dg_frame_type_t type;
     dg_rc_t rc = dg_slot_read(x->slot, x->client_fd, &type, &x->payload);
+    dg_server__note_interrupt(x->s, rc);
     if (rc == DG_CLIENT_GONE) {
         relay_free(x);
         dg_http_drop(r);
         return;
     }
     if (rc != DG_OK) {
-        char qid[17];
+        char qid[65];
         memcpy(qid, x->qid, sizeof qid);
         relay_free(x);
         dg_http_respond_error(r, rc, NULL, qid, 0);
@@ -158,9 +188,10 @@ static void relay_start(dg_http_req_t *r, relay *x)
         const char *code = j ? json_string_value(json_object_get(j, "code")) : NULL;
         const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
         dg_rc_t erc = code ? dg_rc_from_name(code) : DG_PROTOCOL;
-        char qid[17];
+        char qid[65];
         memcpy(qid, x->qid, sizeof qid);
         dg_log(DG_LOG_DEBUG, "query", qid, "engine error code=%s", dg_rc_name(erc));
+        dg_server__note_interrupt(x->s, erc);
         /* Answer before releasing: the message lives in j, the slot is idle after ERROR. */
         dg_http_respond_error(r, erc, msg, qid, 0);
         relay_free(x);
@@ -168,7 +199,7 @@ static void relay_start(dg_http_req_t *r, relay *x)
         return;
     }
     if (type != DG_FRAME_HEAD || !json_is_object(j)) {
-        char qid[17];
+        char qid[65];
         memcpy(qid, x->qid, sizeof qid);
         relay_free(x);
         json_decref(j);
@@ -189,7 +220,13 @@ static void relay_start(dg_http_req_t *r, relay *x)
         snprintf(coding, sizeof coding, "%s", ce);
         x->is_coded = true;
     }
-    char qid[17];
+    if (x->varies) {
+        /* A query route: count its result (the codec name is one of a fixed set). */
+        x->encoding = coding[0]
+                          ? dg_codec_name((dg_codec_id_t)dg_codec_parse(coding, strlen(coding)))
+                          : "identity";
+    }
+    char qid[65];
     memcpy(qid, x->qid, sizeof qid);
     json_decref(j);
     dg_http_header_t h[4] = {{"X-Query-Id", qid},

@@ -11,9 +11,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "core/dgtime.h"
 #include "core/log.h"
@@ -37,7 +40,100 @@ static const dg_http_route_t routes[] = {
     {"/api/databases", DG_HTTP_M(DG_HTTP_GET), dg_server__h_databases},
     {"/api/databases/{db}", DG_HTTP_M(DG_HTTP_GET), dg_server__h_database},
     {"/api/query/{db}", DG_HTTP_M(DG_HTTP_GET) | DG_HTTP_M(DG_HTTP_POST), dg_server__h_query},
+    /* Last: left out of the main listener when metrics_listen names its own address. */
+    {"/metrics", DG_HTTP_M(DG_HTTP_GET), dg_server__h_metrics},
 };
+static const dg_http_route_t metrics_routes[] = {
+    {"/metrics", DG_HTTP_M(DG_HTTP_GET), dg_server__h_metrics},
+};
+
+/* Every finished request: duckgate_http_requests_total, and for the query route the query
+ * count and duration (from arrival to the end of the response, whatever the outcome). */
+static void on_request_done(const dg_http_req_t *r, int status, double duration_s, bool is_aborted,
+                            void *ctx)
+{
+    (void)is_aborted;
+    dg_server_t *s = ctx;
+    const dg_http_route_t *route = r->match.route;
+    char st[4];
+    const char *v[3] = {route ? route->pattern : "other", dg_http_method_name(r->method),
+                        dg_metrics_gw_status(status, st)};
+    dg_series_add(dg_metric_series(s->metrics->http_requests, v), 1);
+    if (route && route->fn == dg_server__h_query) {
+        const char *db = r->match.n_caps > 0 ? r->match.cap[0].p : NULL;
+        dg_metrics_gw_query(s->metrics, db, "sql", status, duration_s);
+    }
+}
+
+/* Asks engine idx for the memory of its instances (REQ kind "stats" on a free slot of that
+ * engine, answered from DuckDB's memory table function) and sets the duckdb_memory gauges. An
+ * engine whose slots are all busy is skipped: its gauges keep the previous scrape's values. */
+#define STATS_TIMEOUT_MS 1000
+static void poll_engine_memory(dg_server_t *s, int idx)
+{
+    dg_slot_t *slot = NULL;
+    if (dg_engines_try_acquire(s->engines, idx, &slot) != DG_OK) {
+        return;
+    }
+    static const char req[] = "{\"id\":\"metrics\",\"kind\":\"stats\"}";
+    dg_buf_t payload;
+    dg_buf_init_rc(&payload, DG_FRAME_MAX_PAYLOAD, DG_PROTOCOL);
+    dg_frame_type_t type = DG_FRAME_ERROR;
+    dg_rc_t rc = dg_slot_send(slot, req, sizeof req - 1, dg_now_ms() + STATS_TIMEOUT_MS);
+    while (rc == DG_OK && (rc = dg_slot_read(slot, -1, &type, &payload)) == DG_OK &&
+           type != DG_FRAME_END && type != DG_FRAME_ERROR) {
+    }
+    json_t *j = rc == DG_OK && type == DG_FRAME_END
+                    ? json_loadb(payload.p ? payload.p : "", payload.len, 0, NULL)
+                    : NULL;
+    dg_engines_release(s->engines, slot);
+    dg_buf_free(&payload);
+    char eng[16];
+    snprintf(eng, sizeof eng, "%d", idx);
+    json_t *dbs = json_object_get(j, "dbs");
+    for (size_t i = 0; i < json_array_size(dbs); i++) {
+        json_t *d = json_array_get(dbs, i);
+        const char *v[2] = {
+            dg_metrics_gw_db(s->metrics, json_string_value(json_object_get(d, "db"))), eng};
+        dg_series_set(dg_metric_series(s->metrics->duckdb_memory, v),
+                      (double)json_integer_value(json_object_get(d, "memory_bytes")));
+        dg_series_set(dg_metric_series(s->metrics->duckdb_memory_limit, v),
+                      (double)json_integer_value(json_object_get(d, "limit_bytes")));
+    }
+    json_decref(j);
+}
+
+/* At scrape time: the pool's gauges and counters, DuckDB memory per instance, and the front's
+ * process metrics. */
+static void collect_metrics(dg_metrics_t *m, void *ctx)
+{
+    (void)m;
+    dg_server_t *s = ctx;
+    dg_metrics_gw_t *g = s->metrics;
+    if (s->engines) {
+        dg_engines_stats_t st;
+        dg_engines_stats(s->engines, &st);
+        dg_series_set(g->slots_busy, st.slots_busy);
+        dg_series_set(g->slots_total, st.slots_total);
+        dg_series_set(g->queue_depth, st.queue_depth);
+        dg_series_set(g->engines_up, st.engines_up);
+        dg_series_set(g->engine_restarts, (double)st.restarts);
+        dg_series_set(g->engine_kills, (double)st.kills);
+        for (int i = 0; i < s->cfg->engines && !atomic_load(&s->is_draining); i++) {
+            poll_engine_memory(s, i);
+        }
+    }
+    dg_metrics_gw_collect_process(g);
+}
+
+/* Opens the access log destination: "-" is stderr. -1 when it cannot be opened. */
+static int open_access_log(const char *path)
+{
+    if (strcmp(path, "-") == 0) {
+        return 2;
+    }
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+}
 
 static dg_rc_t install_signals(void)
 {
@@ -105,7 +201,8 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
     dg_error_t err;
     dg_error_clear(&err);
     int status = 1;
-    dg_http_t *http = NULL;
+    dg_http_t *http = NULL, *metrics_http = NULL;
+    int access_fd = -1;
 
     dg_rc_t rc = dg_resources_detect(cfg, envp, &s.res, &err);
     if (rc != DG_OK) {
@@ -123,6 +220,23 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
         DG_LOGI("server", "database name=%s size_bytes=%llu", s.dbs[i].name,
                 (unsigned long long)s.dbs[i].size_bytes);
     }
+    s.db_names = calloc(s.n_dbs + 1, sizeof *s.db_names);
+    for (size_t i = 0; s.db_names && i < s.n_dbs; i++) {
+        s.db_names[i] = s.dbs[i].name;
+    }
+    s.metrics = s.db_names ? dg_metrics_gw_new(s.db_names, s.n_dbs, DG_VERSION) : NULL;
+    if (!s.metrics || dg_metrics_on_collect(s.metrics->reg, collect_metrics, &s) != DG_OK) {
+        DG_LOGE("server", "out of memory");
+        goto out;
+    }
+    dg_http_log_fmt_t log_fmt = strcmp(cfg->access_log, "json") == 0   ? DG_HTTP_LOG_JSON
+                                : strcmp(cfg->access_log, "text") == 0 ? DG_HTTP_LOG_TEXT
+                                                                       : DG_HTTP_LOG_OFF;
+    if (log_fmt != DG_HTTP_LOG_OFF && (access_fd = open_access_log(cfg->access_log_file)) < 0) {
+        DG_LOGE("server", "cannot open access_log_file %s: %s", cfg->access_log_file,
+                strerror(errno));
+        goto out;
+    }
     /* The engines spill and keep state here; a failure is theirs to report precisely. */
     if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
         DG_LOGW("server", "cannot create state_dir %s: %s", cfg->state_dir, strerror(errno));
@@ -137,16 +251,37 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
         DG_LOGE("server", "engines failed to start: %s", err.msg[0] ? err.msg : dg_rc_name(rc));
         goto out;
     }
+    bool is_metrics_off = strcmp(cfg->metrics_listen, "off") == 0;
+    bool is_metrics_apart = !is_metrics_off && strcmp(cfg->metrics_listen, "main") != 0;
     dg_http_opts_t ho = {.listen = cfg->listen,
                          .max_body_bytes = cfg->max_body_bytes,
                          .idle_timeout_s = (unsigned)cfg->client_timeout_s,
                          .routes = routes,
-                         .n_routes = sizeof routes / sizeof routes[0],
-                         .ctx = &s};
+                         .n_routes = sizeof routes / sizeof routes[0] -
+                                     (is_metrics_apart || is_metrics_off ? 1 : 0),
+                         .ctx = &s,
+                         .on_complete = is_metrics_off ? NULL : on_request_done,
+                         .access_log = log_fmt,
+                         .access_log_fd = access_fd,
+                         .trust_request_id = cfg->trust_request_id != 0};
     rc = dg_http_start(&ho, &http, &err);
     if (rc != DG_OK) {
         DG_LOGE("server", "%s", err.msg);
         goto out;
+    }
+    /* Started second, so the first `listening on` line is the main listener's. */
+    if (is_metrics_apart) {
+        dg_http_opts_t mo = ho;
+        mo.listen = cfg->metrics_listen;
+        mo.routes = metrics_routes;
+        mo.n_routes = 1;
+        mo.max_connections = 64;
+        rc = dg_http_start(&mo, &metrics_http, &err);
+        if (rc != DG_OK) {
+            DG_LOGE("server", "metrics_listen: %s", err.msg);
+            goto out;
+        }
+        DG_LOGI("server", "metrics_port=%d", dg_http_port(metrics_http));
     }
 
     int sig = wait_signal(-1);
@@ -168,11 +303,17 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
     status = 0;
 out:
     dg_http_stop(http);
+    dg_http_stop(metrics_http);
     if (s.engines) {
         int64_t remain = cfg->shutdown_timeout_ms > 1000 ? 1000 : cfg->shutdown_timeout_ms;
         dg_engines_stop(s.engines, remain);
     }
     dg_dbfiles_free(s.dbs, s.n_dbs);
+    dg_metrics_gw_free(s.metrics);
+    free(s.db_names);
+    if (access_fd > 2) {
+        close(access_fd);
+    }
     DG_LOGI("server", "stopped");
     return status;
 }

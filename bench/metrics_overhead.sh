@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Cost of the observability hot path: point-lookup (or /health) req/s with request metrics on vs
+# off (run by hand; never part of the default test suite).
+#
+# Configurations, each its own server on the same 1M-row table, measured in alternation
+# (A B C A B C ...) so drift on the machine hits all of them alike:
+#   off      --metrics-listen off  --access-log off   (no request metrics, no access log)
+#   metrics  --metrics-listen main --access-log off   (request + query metrics, /metrics served)
+#   full     --metrics-listen main --access-log text  (the defaults: metrics + access log)
+# and, when BASE_BIN is set, that binary with its defaults (e.g. a build of the previous commit).
+# A background scraper hits /metrics every SCRAPE_S seconds on the servers that serve it, as
+# Prometheus would. Prints the median req/s of RUNS runs and the change against `off`.
+#
+# HOTPATH=1 (default) first times the metrics updates of one request alone (no server noise).
+# Environment: DUCKGATE_BIN (default build-release/duckgate), BASE_BIN, RUNS (5), DURATION (5s),
+# CONNS (16), THREADS (2), ENGINES (2), SLOTS (2), ROWS (1000000), SCRAPE_S (1),
+# SCENARIO (point; health = the front alone, where the per-request cost is most visible).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BIN=${DUCKGATE_BIN:-build-release/duckgate}
+[ -x "$BIN" ] || { echo "bench: no binary at $BIN" >&2; exit 1; }
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+command -v wrk >/dev/null || { echo "bench: wrk not installed (tools/setup.sh)" >&2; exit 1; }
+RUNS=${RUNS:-5}
+DURATION=${DURATION:-5s}
+CONNS=${CONNS:-16}
+THREADS=${THREADS:-2}
+ENGINES=${ENGINES:-2}
+SLOTS=${SLOTS:-2}
+ROWS=${ROWS:-1000000}
+SCRAPE_S=${SCRAPE_S:-1}
+SCENARIO=${SCENARIO:-point}
+
+# The metrics hot path alone (bench/metrics/hotpath.c), from the libraries next to the binary.
+BUILD=$(dirname "$BIN")
+if [ "${HOTPATH:-1}" = 1 ] && [ -f "$BUILD/src/metrics/libdg_metrics.a" ]; then
+    cc -O2 -std=c11 -include src/core/dg_feat.h -Isrc bench/metrics/hotpath.c \
+        "$BUILD/src/metrics/libdg_metrics.a" "$BUILD/src/core/libdg_core.a" -lpthread -lm \
+        -o "${TMPDIR:-/tmp}/dg-hotpath.$$" && "${TMPDIR:-/tmp}/dg-hotpath.$$"
+    rm -f "${TMPDIR:-/tmp}/dg-hotpath.$$"
+fi
+
+WORK=$(mktemp -d /tmp/dg-mbench.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+mkdir -p "$WORK/data"
+"$BIN" exec "$WORK/data/bench.duckdb" "
+CREATE TABLE t (id BIGINT PRIMARY KEY, name VARCHAR, score DOUBLE, cat INTEGER, created DATE);
+INSERT INTO t SELECT i, 'name_' || i, i * 0.5, CAST(i % 100 AS INTEGER), DATE '2020-01-01' + CAST(i % 1000 AS INTEGER)
+  FROM range($ROWS) r(i) ORDER BY i;
+CHECKPOINT;" >/dev/null
+
+declare -A URL
+start() { # name bin flags...
+    local name=$1 bin=$2
+    shift 2
+    mkdir -p "$WORK/$name"
+    "$bin" serve --data-dir "$WORK/data" --state-dir "$WORK/$name" --listen 127.0.0.1:0 \
+        --engines "$ENGINES" --slots "$SLOTS" "$@" 2>"$WORK/$name.log" >/dev/null &
+    PIDS+=($!)
+    local port=""
+    for _ in $(seq 1 300); do
+        port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/$name.log" | head -n1)
+        [ -n "$port" ] && break
+        sleep 0.1
+    done
+    [ -n "$port" ] || { echo "bench: $name did not start" >&2; cat "$WORK/$name.log" >&2; exit 1; }
+    URL[$name]="http://127.0.0.1:$port"
+    for _ in $(seq 1 300); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "${URL[$name]}/ready")" = 200 ] && break
+        sleep 0.1
+    done
+}
+NAMES="off metrics full"
+start off "$BIN" --metrics-listen off --access-log off
+start metrics "$BIN" --metrics-listen main --access-log off
+start full "$BIN" --metrics-listen main --access-log text
+if [ -n "${BASE_BIN:-}" ]; then
+    start base "$(cd "$(dirname "$BASE_BIN")" && pwd)/$(basename "$BASE_BIN")"
+    NAMES="$NAMES base"
+fi
+# The access log of `full` goes to its stderr file, as it would to a journal.
+
+scraper() { # url
+    while :; do curl -s -o /dev/null "$1/metrics" || true; sleep "$SCRAPE_S"; done
+}
+
+RESULTS="$WORK/results.txt"
+: >"$RESULTS"
+cd "$ROOT/bench/http"
+for name in $NAMES; do
+    wrk -t"$THREADS" -c"$CONNS" -d2s -s "$SCENARIO.lua" "${URL[$name]}" >/dev/null 2>&1 || true
+done
+for r in $(seq 1 "$RUNS"); do
+    for name in $NAMES; do
+        scraper "${URL[$name]}" &
+        SP=$!
+        line=$(DG_BENCH_ROWS=$ROWS wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
+            -s "$SCENARIO.lua" "${URL[$name]}" | grep '^DGBENCH' || true)
+        kill "$SP" 2>/dev/null || true
+        wait "$SP" 2>/dev/null || true
+        echo "bench: $name run $r: ${line#DGBENCH }" >&2
+        echo "$name $line" >>"$RESULTS"
+    done
+done
+
+/usr/bin/python3 - "$RESULTS" "$RUNS" "$DURATION" "$CONNS" "$SCENARIO" <<'PY'
+import statistics, sys
+path, runs, dur, conns, scenario = sys.argv[1:6]
+rows = {}
+for ln in open(path):
+    name, _tag, *kv = ln.split()
+    d = dict(x.split("=", 1) for x in kv)
+    rows.setdefault(name, []).append(d)
+med = lambda ds, k: statistics.median(float(d[k]) for d in ds)
+print("\n%s, median of %s runs x %s, %s connections\n" % (scenario, runs, dur, conns))
+print("| config | req/s | p50 ms | p99 ms | vs off | runs req/s |")
+print("|---|---:|---:|---:|---:|---|")
+off = med(rows["off"], "rps")
+for name in ("off", "metrics", "full", "base"):
+    if name in rows:
+        ds = rows[name]
+        rps = med(ds, "rps")
+        print("| %s | %.0f | %.3f | %.3f | %+.1f%% | %s |" % (
+            name, rps, med(ds, "p50_ms"), med(ds, "p99_ms"), 100.0 * (rps / off - 1),
+            " ".join("%.0f" % float(d["rps"]) for d in ds)))
+PY
