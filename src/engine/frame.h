@@ -7,13 +7,16 @@
  * next REQ. A CANCEL that arrives after the engine finished is ignored.
  *
  * REQ payload (JSON object):
- *   {"id":"<query id>","kind":"sql|admin|catalog|ping","db":"<name>","sql":"...",
- *    "params":[...]|{...},"format":"json|ndjson|csv|...","timeout_ms":N,"max_rows":N,
- *    "max_bytes":N,"queue_ms":N}
- * HEAD payload (JSON): {"status":200,"content_type":"..."}
+ *   {"id":"<query id>","kind":"sql|admin|catalog|stats|ping","db":"<name>","sql":"...",
+ *    "params":[...]|{...},"format":"json|ndjson|csv|tsv|arrow|parquet","timeout_ms":N,
+ *    "max_rows":N,"max_bytes":N,"max_export_bytes":N,"queue_ms":N,
+ *    "encoding":"identity|zstd|gzip|br","level":N}
+ * kind "stats" answers HEAD/DATA/END with the engine's DuckDB memory per database (metrics).
+ * HEAD payload (JSON): {"status":200,"content_type":"...","content_encoding":"zstd"?,
+ *                       "queue_ms":..,"execute_ms":..,"encode_ms":..,"compress_ms":..}
  * DATA payload: response body bytes, at most DG_FRAME_MAX_PAYLOAD per frame.
  * END payload (JSON): {"rows":N,"bytes":N,"truncated":bool,"queue_ms":..,"execute_ms":..,
- *                      "encode_ms":..}
+ *                      "encode_ms":..,"compress_ms":..}
  * ERROR payload (JSON): {"code":"<dg_rc name>","message":"..."} — HTTP status from the rc table.
  * Thread-safe: pure functions over caller-owned buffers. */
 #ifndef DG_FRAME_H
