@@ -557,7 +557,11 @@ static dg_rc_t load_flags(dg_config_t *cfg, int argc, char **argv, int *out_rest
         int used = 1;
         if (!value) {
             if (i + 1 >= argc) {
-                rc = dg_error_set(err, DG_CONFIG, "--%.*s: missing value", (int)nlen, name);
+                /* Say "unknown" rather than "missing value" for a flag that does not exist. */
+                bool known = (nlen == 6 && strncmp(name, "config", 6) == 0) ||
+                             (find_setting(name, nlen) && !memchr(name, '_', nlen));
+                rc = dg_error_set(err, DG_CONFIG, "--%.*s: %s", (int)(nlen > 64 ? 64 : nlen),
+                                  name, known ? "missing value" : "unknown flag");
                 goto out;
             }
             value = argv[i + 1];

@@ -191,6 +191,13 @@ static void test_bad_flags_env(void **state)
         assert_non_null(strstr(err.msg, "missing value"));
     }
     {
+        /* An unknown last flag is reported as unknown, not as lacking a value. */
+        char *argv[] = {"serve", "--no-such", NULL};
+        dg_error_clear(&err);
+        assert_int_equal(dg_config_load(&cfg, 2, argv, envp, NULL, &err), DG_CONFIG);
+        assert_non_null(strstr(err.msg, "--no-such: unknown flag"));
+    }
+    {
         char *argv[] = {"serve", "positional", NULL};
         dg_error_clear(&err);
         assert_int_equal(dg_config_load(&cfg, 2, argv, envp, NULL, &err), DG_CONFIG);
