@@ -221,9 +221,11 @@ dg_rc_t dg_db__config_new(const dg_db_t *db, const char *temp_dir, bool is_sandb
     return DG_OK;
 }
 
-/* Reads the catalog name DuckDB gave the file and that catalog's schemas. The instance is
- * read-only or owned by this process, so neither changes while it is open. */
-static dg_rc_t load_identity(dg_db_t *db, dg_error_t *err)
+/* Runs trusted internal SQL whose result is one row on a fresh connection of db and hands that
+ * row's chunk to take. DG_INTERNAL when the query fails or yields no row; else take's code. */
+typedef dg_rc_t (*one_row_fn)(duckdb_data_chunk chunk, void *ctx);
+
+static dg_rc_t internal_one_row(dg_db_t *db, const char *sql, one_row_fn take, void *ctx)
 {
     duckdb_connection con = NULL;
     duckdb_result res;
@@ -234,10 +236,7 @@ static dg_rc_t load_identity(dg_db_t *db, dg_error_t *err)
         goto out;
     }
     has_res = true;
-    if (duckdb_query(con,
-                     "SELECT current_database(), list(schema_name) FROM duckdb_schemas() "
-                     "WHERE database_name = current_database()",
-                     &res) != DuckDBSuccess) {
+    if (duckdb_query(con, sql, &res) != DuckDBSuccess) {
         goto out;
     }
     duckdb_data_chunk chunk = duckdb_fetch_chunk(res);
@@ -245,23 +244,7 @@ static dg_rc_t load_identity(dg_db_t *db, dg_error_t *err)
         goto out;
     }
     if (duckdb_data_chunk_get_size(chunk) == 1) {
-        duckdb_vector cat = duckdb_data_chunk_get_vector(chunk, 0);
-        duckdb_vector list = duckdb_data_chunk_get_vector(chunk, 1);
-        const duckdb_list_entry *e = duckdb_vector_get_data(list);
-        duckdb_vector names = duckdb_list_vector_get_child(list);
-        const dg_strval_t *cv = duckdb_vector_get_data(cat);
-        const dg_strval_t *nv = duckdb_vector_get_data(names);
-        uint32_t len;
-        const char *p = dg_strval_data(&cv[0], &len);
-        db->catalog = strndup(p, len);
-        db->schemas = calloc(e[0].length ? e[0].length : 1, sizeof *db->schemas);
-        rc = db->catalog && db->schemas ? DG_OK : DG_NOMEM;
-        for (uint64_t i = 0; rc == DG_OK && i < e[0].length; i++) {
-            p = dg_strval_data(&nv[e[0].offset + i], &len);
-            db->schemas[i] = strndup(p, len);
-            rc = db->schemas[i] ? DG_OK : DG_NOMEM;
-            db->n_schemas = i + 1;
-        }
+        rc = take(chunk, ctx);
     }
     duckdb_destroy_data_chunk(&chunk);
 out:
@@ -271,6 +254,40 @@ out:
     if (con) {
         duckdb_disconnect(&con);
     }
+    return rc;
+}
+
+static dg_rc_t take_identity(duckdb_data_chunk chunk, void *ctx)
+{
+    dg_db_t *db = ctx;
+    duckdb_vector cat = duckdb_data_chunk_get_vector(chunk, 0);
+    duckdb_vector list = duckdb_data_chunk_get_vector(chunk, 1);
+    const duckdb_list_entry *e = duckdb_vector_get_data(list);
+    duckdb_vector names = duckdb_list_vector_get_child(list);
+    const dg_strval_t *cv = duckdb_vector_get_data(cat);
+    const dg_strval_t *nv = duckdb_vector_get_data(names);
+    uint32_t len;
+    const char *p = dg_strval_data(&cv[0], &len);
+    db->catalog = strndup(p, len);
+    db->schemas = calloc(e[0].length ? e[0].length : 1, sizeof *db->schemas);
+    dg_rc_t rc = db->catalog && db->schemas ? DG_OK : DG_NOMEM;
+    for (uint64_t i = 0; rc == DG_OK && i < e[0].length; i++) {
+        p = dg_strval_data(&nv[e[0].offset + i], &len);
+        db->schemas[i] = strndup(p, len);
+        rc = db->schemas[i] ? DG_OK : DG_NOMEM;
+        db->n_schemas = i + 1;
+    }
+    return rc;
+}
+
+/* Reads the catalog name DuckDB gave the file and that catalog's schemas. The instance is
+ * read-only or owned by this process, so neither changes while it is open. */
+static dg_rc_t load_identity(dg_db_t *db, dg_error_t *err)
+{
+    dg_rc_t rc = internal_one_row(db,
+                                  "SELECT current_database(), list(schema_name) FROM "
+                                  "duckdb_schemas() WHERE database_name = current_database()",
+                                  take_identity, db);
     if (rc != DG_OK) {
         return dg_error_set(err, rc, "could not read the database's catalog name");
     }
@@ -577,41 +594,19 @@ out:
     return rc;
 }
 
+static dg_rc_t take_u64(duckdb_data_chunk chunk, void *ctx)
+{
+    const uint64_t *v = duckdb_vector_get_data(duckdb_data_chunk_get_vector(chunk, 0));
+    *(uint64_t *)ctx = v[0];
+    return DG_OK;
+}
+
 dg_rc_t dg_db_memory_usage(dg_db_t *db, uint64_t *out_used, uint64_t *out_limit)
 {
     *out_used = 0;
     *out_limit = db->memory_limit;
-    duckdb_connection con = NULL;
-    duckdb_result res;
-    bool has_res = false;
-    dg_rc_t rc = DG_INTERNAL;
-    if (duckdb_connect(db->inst, &con) != DuckDBSuccess) {
-        con = NULL;
-        goto out;
-    }
-    has_res = true;
-    if (duckdb_query(con,
-                     "SELECT CAST(coalesce(sum(memory_usage_bytes), 0) AS UBIGINT) "
-                     "FROM duckdb_memory()",
-                     &res) != DuckDBSuccess) {
-        goto out;
-    }
-    duckdb_data_chunk chunk = duckdb_fetch_chunk(res);
-    if (!chunk) {
-        goto out;
-    }
-    if (duckdb_data_chunk_get_size(chunk) == 1) {
-        const uint64_t *v = duckdb_vector_get_data(duckdb_data_chunk_get_vector(chunk, 0));
-        *out_used = v[0];
-        rc = DG_OK;
-    }
-    duckdb_destroy_data_chunk(&chunk);
-out:
-    if (has_res) {
-        duckdb_destroy_result(&res);
-    }
-    if (con) {
-        duckdb_disconnect(&con);
-    }
-    return rc;
+    return internal_one_row(db,
+                            "SELECT CAST(coalesce(sum(memory_usage_bytes), 0) AS UBIGINT) "
+                            "FROM duckdb_memory()",
+                            take_u64, out_used);
 }
