@@ -229,11 +229,17 @@ static dg_rc_t row_tail_exact(dg_enc_t *e, const dg_batch_t *b, uint64_t r, size
     return rc;
 }
 
-/* JSON arrays of rows ("[..],[..]"), continuing after e->rows_out earlier rows. */
-static dg_rc_t json_rows(dg_enc_t *e, const dg_batch_t *b, uint64_t n, dg_buf_t *out)
+/* The rows of a batch, continuing after e->rows_out earlier rows: JSON arrays ("[..],[..]")
+ * or CSV/TSV lines. One loop serves both; what differs (row brackets, separator, NULL text,
+ * row end) is chosen once per call, outside the row loop. */
+static dg_rc_t encode_rows(dg_enc_t *e, const dg_batch_t *b, uint64_t n, dg_buf_t *out)
 {
     const size_t nc = e->n_cols;
     const size_t row_max = nc * (DG_ENC__FIX_MAX + 1) + 4;
+    const bool is_json = e->mode == DG_ENC__JSON;
+    const char sep = e->mode == DG_ENC__TSV ? '\t' : ',';
+    const size_t null_len = is_json ? 4 : 0; /* JSON null; an empty CSV/TSV field */
+    const char row_end = is_json ? ']' : '\n';
     dg_rc_t rc;
     for (uint64_t r = 0; r < n; r++) {
         rc = dg_enc__ensure(out, row_max);
@@ -241,7 +247,8 @@ static dg_rc_t json_rows(dg_enc_t *e, const dg_batch_t *b, uint64_t n, dg_buf_t 
             return rc;
         }
         if (rc != DG_OK) {
-            rc = dg_buf_puts(out, e->rows_out ? ",[" : "[");
+            /* Close to the cap: this row goes out value by value, exactly. */
+            rc = is_json ? dg_buf_puts(out, e->rows_out ? ",[" : "[") : DG_OK;
             if (rc == DG_OK) {
                 rc = row_tail_exact(e, b, r, 0, out);
             }
@@ -252,75 +259,12 @@ static dg_rc_t json_rows(dg_enc_t *e, const dg_batch_t *b, uint64_t n, dg_buf_t 
             continue;
         }
         char *o = out->p + out->len;
-        if (e->rows_out) {
-            *o++ = ',';
-        }
-        *o++ = '[';
-        bool tail_done = false;
-        for (size_t c = 0; c < nc; c++) {
-            const dg_vec_t *v = &b->cols[c];
-            const dg_enc__col_t *col = &e->cols[c];
-            if (c) {
+        if (is_json) {
+            if (e->rows_out) {
                 *o++ = ',';
             }
-            if (v->validity && !((v->validity[r >> 6] >> (r & 63)) & 1)) {
-                memcpy(o, "null", 4);
-                o += 4;
-            } else if (col->fix) {
-                o = col->fix(v, r, o);
-            } else {
-                out->len = (size_t)(o - out->p);
-                rc = col->var(col, v, r, out);
-                if (rc != DG_OK) {
-                    return rc;
-                }
-                rc = dg_enc__ensure(out, row_max);
-                if (rc == DG_NOMEM) {
-                    return rc;
-                }
-                if (rc != DG_OK) {
-                    /* Close to the cap: finish this row exactly. */
-                    rc = row_tail_exact(e, b, r, c + 1, out);
-                    if (rc != DG_OK) {
-                        return rc;
-                    }
-                    tail_done = true;
-                    break;
-                }
-                o = out->p + out->len;
-            }
+            *o++ = '[';
         }
-        if (!tail_done) {
-            *o++ = ']';
-            out->len = (size_t)(o - out->p);
-            out->p[out->len] = '\0';
-        }
-        e->rows_out++;
-    }
-    return DG_OK;
-}
-
-/* CSV/TSV lines. */
-static dg_rc_t text_rows(dg_enc_t *e, const dg_batch_t *b, uint64_t n, dg_buf_t *out)
-{
-    const size_t nc = e->n_cols;
-    const size_t row_max = nc * (DG_ENC__FIX_MAX + 1) + 4;
-    const char sep = e->mode == DG_ENC__CSV ? ',' : '\t';
-    dg_rc_t rc;
-    for (uint64_t r = 0; r < n; r++) {
-        rc = dg_enc__ensure(out, row_max);
-        if (rc == DG_NOMEM) {
-            return rc;
-        }
-        if (rc != DG_OK) {
-            rc = row_tail_exact(e, b, r, 0, out);
-            if (rc != DG_OK) {
-                return rc;
-            }
-            e->rows_out++;
-            continue;
-        }
-        char *o = out->p + out->len;
         bool tail_done = false;
         for (size_t c = 0; c < nc; c++) {
             const dg_vec_t *v = &b->cols[c];
@@ -329,7 +273,8 @@ static dg_rc_t text_rows(dg_enc_t *e, const dg_batch_t *b, uint64_t n, dg_buf_t 
                 *o++ = sep;
             }
             if (v->validity && !((v->validity[r >> 6] >> (r & 63)) & 1)) {
-                continue; /* NULL is an empty field */
+                memcpy(o, "null", null_len);
+                o += null_len;
             } else if (col->fix) {
                 o = col->fix(v, r, o);
             } else {
@@ -355,7 +300,7 @@ static dg_rc_t text_rows(dg_enc_t *e, const dg_batch_t *b, uint64_t n, dg_buf_t 
             }
         }
         if (!tail_done) {
-            *o++ = '\n';
+            *o++ = row_end;
             out->len = (size_t)(o - out->p);
             out->p[out->len] = '\0';
         }
@@ -460,13 +405,13 @@ dg_rc_t dg_enc_batch(dg_enc_t *e, const dg_batch_t *batch, uint64_t n_rows, dg_b
     uint64_t rows_before = e->rows_out;
     switch (e->fmt) {
     case DG_FMT_JSON:
-        rc = json_rows(e, batch, n_rows, out);
+        rc = encode_rows(e, batch, n_rows, out);
         break;
     case DG_FMT_NDJSON:
         rc = dg_buf_puts(out, "{\"type\":\"rows\",\"rows\":[");
         e->rows_out = 0; /* commas restart on every line */
         if (rc == DG_OK) {
-            rc = json_rows(e, batch, n_rows, out);
+            rc = encode_rows(e, batch, n_rows, out);
         }
         if (rc == DG_OK) {
             rc = dg_buf_puts(out, "]}\n");
@@ -474,7 +419,7 @@ dg_rc_t dg_enc_batch(dg_enc_t *e, const dg_batch_t *batch, uint64_t n_rows, dg_b
         e->rows_out = rows_before + n_rows;
         break;
     default:
-        rc = text_rows(e, batch, n_rows, out);
+        rc = encode_rows(e, batch, n_rows, out);
         break;
     }
     if (rc != DG_OK) {
