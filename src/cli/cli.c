@@ -28,6 +28,7 @@ typedef struct command {
 
 static int cmd_help(int argc, char **argv, char **envp);
 int dg_cli__query(int argc, char **argv, char **envp); /* cli_query.c */
+int dg_cli__keys(int argc, char **argv, char **envp);  /* cli_keys.c */
 
 static bool wants_help(int argc, char **argv)
 {
@@ -178,6 +179,8 @@ static const command commands[] = {
      false},
     {"query", dg_cli__query, "query DB SQL [--format F] [-o FILE] [...]",
      "run one read-only query locally and stream the result", false},
+    {"keys", dg_cli__keys, "keys add|list|revoke [...]",
+     "manage API keys (the key is printed once; only its hash is stored)", false},
     {"version", cmd_version, "version", "print the version", false},
     {"help", cmd_help, "help", "this help", false},
     {"engine", cmd_engine, "engine", "(internal) engine process", true},

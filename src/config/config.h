@@ -28,6 +28,15 @@ typedef struct dg_config {
     int client_timeout_s;       /* no progress this long closes a connection; default 60 */
     uint64_t max_body_bytes;    /* request body cap; default 1 MiB */
     uint64_t max_sql_bytes;     /* SQL text cap; default 64 KiB */
+    /* request limits and CORS (docs/security.md) */
+    int max_headers;            /* request header fields; more get 431; default 100 */
+    uint64_t max_header_bytes;  /* sum of header names + values; more get 431; 64 KiB */
+    uint64_t max_url_bytes;     /* request target bytes; more get 414; default 64 KiB */
+    int max_connections;        /* open connections; more are closed at once; default 1024 */
+    int header_timeout_s;       /* a request head must arrive within this; default 10 */
+    int connection_max_s;       /* a connection this old closes after its response; 3600 */
+    char *cors_origins;         /* comma-separated allowed origins, `*`, or "off" (default) */
+    int cors_credentials;       /* 1 = Access-Control-Allow-Credentials; default 0 */
     uint64_t max_result_bytes;  /* single JSON document cap; default 64 MiB */
     uint64_t max_rows;          /* row cap per result, 0 = none; default 0 */
     uint64_t max_export_bytes;  /* Parquet temp file cap; default 4 GiB */
@@ -45,13 +54,24 @@ typedef struct dg_config {
     /* metrics */
     char *metrics_listen;       /* "main" = GET /metrics on the main listener (default); "off" =
                                    none (no request metrics either); else HOST:PORT */
+    /* access (src/auth, docs/auth.md) */
+    char *auth;                 /* off|on; default off (every caller is public) */
+    char *public_role;          /* none|viewer|analyst; default analyst (auth off), none (on) */
+    int allow_public;           /* 1 = allow auth off on a non-loopback listen; default 0 */
+    char *keys_file;            /* API key file; default "<state_dir>/keys.json" */
+    /* rate limits (src/limit, docs/security.md "Rate limits") */
+    char *rate_limit;           /* on|off; default on */
+    int rate_burst_per_s;       /* burst bucket: capacity and refill per second; default 20 */
+    int rate_per_min;           /* sustained bucket: capacity, refilled over a minute; 500 */
+    char *trusted_proxies;      /* comma-separated CIDRs whose forwarded header is believed; "" */
+    char *forwarded_header;     /* header naming the client behind a proxy; X-Forwarded-For */
     /* response compression levels (Accept-Encoding) */
     int zstd_level;             /* default 1 */
     int gzip_level;             /* default 1 */
     int br_level;               /* default 1 */
     /* bookkeeping for `config check`, filled by the loader */
     char *config_path;          /* INI file that was read; NULL when none */
-    unsigned char source_[32];  /* private: dg_config_source_t per setting, in table order */
+    unsigned char source_[64];  /* private: dg_config_source_t per setting, in table order */
 } dg_config_t;
 
 /* Where a value came from, for `config check`. */

@@ -3,7 +3,8 @@
  * `config check` listing and the help text, so a new setting is one new row.
  *
  * Invariants: every numeric setting is validated against [min, max] whatever its source; every
- * string setting is non-empty once loaded; source_[i] says where row i's value came from.
+ * string setting but trusted_proxies is non-empty once loaded; source_[i] says where row i's
+ * value came from.
  * Thread affinity: loading is single-threaded (at start); a loaded config is read-only. */
 #include <errno.h>
 #include <stddef.h>
@@ -70,6 +71,24 @@ static const setting_t settings[] = {
      "request body cap"},
     {"max_sql_bytes", K_BYTES, OFF(max_sql_bytes), "64KiB", 1, 16 * MIB, false, "BYTES",
      "SQL text cap"},
+    {"max_headers", K_INT, OFF(max_headers), "100", 1, 10000, false, "N",
+     "request header fields per request; more get 431 HEADERS_TOO_LARGE"},
+    {"max_header_bytes", K_BYTES, OFF(max_header_bytes), "64KiB", 1024, 128 * KIB, false, "BYTES",
+     "request headers cap (names + values + 4 bytes per field); more get 431 HEADERS_TOO_LARGE"},
+    {"max_url_bytes", K_BYTES, OFF(max_url_bytes), "64KiB", 256, 128 * KIB, false, "BYTES",
+     "request target (path and query string) cap; longer gets 414 URI_TOO_LONG"},
+    {"max_connections", K_INT, OFF(max_connections), "1024", 1, 65536, false, "N",
+     "open client connections; further connections are closed at once"},
+    {"header_timeout_s", K_INT, OFF(header_timeout_s), "10", 1, 3600, false, "S",
+     "a request head (request line and headers) must arrive within this; else the connection "
+     "is closed (slowloris defence)"},
+    {"connection_max_s", K_INT, OFF(connection_max_s), "3600", 1, 31 * 86400, false, "S",
+     "a connection older than this is closed after its current response"},
+    {"cors_origins", K_STR, OFF(cors_origins), "off", 0, 0, false, "LIST",
+     "comma-separated origins allowed cross-origin requests (https://app.example), * for any, "
+     "off = no CORS"},
+    {"cors_credentials", K_INT, OFF(cors_credentials), "0", 0, 1, false, "0|1",
+     "1: answer allowed origins with Access-Control-Allow-Credentials (not with *)"},
     {"max_result_bytes", K_BYTES, OFF(max_result_bytes), "64MiB", 1, 64 * GIB, false, "BYTES",
      "cap of a single JSON document result"},
     {"max_export_bytes", K_BYTES, OFF(max_export_bytes), "4GiB", 1, 1024 * TIB, false, "BYTES",
@@ -101,6 +120,29 @@ static const setting_t settings[] = {
      "zstd level for Accept-Encoding: zstd (1 is fastest and, on result data, best per CPU)"},
     {"gzip_level", K_INT, OFF(gzip_level), "1", 1, 9, false, "N", "gzip level"},
     {"br_level", K_INT, OFF(br_level), "1", 0, 11, false, "N", "brotli quality"},
+    {"auth", K_STR, OFF(auth), "off", 0, 0, false, "off|on",
+     "on: API keys decide roles; off: every caller gets public_role (refused on a non-loopback "
+     "listen unless allow_public)"},
+    {"public_role", K_STR, OFF(public_role), NULL, 0, 0, false, "ROLE",
+     "what anonymous callers may do: none, viewer or analyst (default analyst with auth off, "
+     "none with auth on)"},
+    {"allow_public", K_INT, OFF(allow_public), "0", 0, 1, false, "0|1",
+     "1: serve with auth off on a non-loopback address (a bare --allow-public means 1)"},
+    {"keys_file", K_STR, OFF(keys_file), NULL, 0, 0, false, "FILE",
+     "API key file managed by `duckgate keys` (default STATE_DIR/keys.json); re-read when it "
+     "changes"},
+    {"rate_limit", K_STR, OFF(rate_limit), "on", 0, 0, false, "on|off",
+     "per-client token buckets on /api routes (429 RATE_LIMITED when both are not satisfied)"},
+    {"rate_burst_per_s", K_INT, OFF(rate_burst_per_s), "20", 1, 1000000, false, "N",
+     "burst limit: requests per second per client (bucket capacity and refill rate)"},
+    {"rate_per_min", K_INT, OFF(rate_per_min), "500", 1, 100000000, false, "N",
+     "sustained limit: requests per minute per client"},
+    {"trusted_proxies", K_STR, OFF(trusted_proxies), "", 0, 0, false, "CIDRS",
+     "comma-separated CIDRs (IPv4/IPv6) of reverse proxies whose forwarded_header is believed "
+     "(empty: none)"},
+    {"forwarded_header", K_STR, OFF(forwarded_header), "X-Forwarded-For", 0, 0, false, "NAME",
+     "header a trusted proxy puts the client address in (comma list; right-most untrusted "
+     "address wins)"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -166,7 +208,7 @@ dg_rc_t dg_config_set(dg_config_t *cfg, const char *name, const char *value, dg_
     uint64_t v = 0;
     switch (s->kind) {
     case K_STR:
-        if (value[0] == '\0') {
+        if (value[0] == '\0' && strcmp(s->name, "trusted_proxies") != 0) {
             return dg_error_set(err, DG_CONFIG, "%s: empty value for %s", where, s->name);
         }
         if (strcmp(s->name, "access_log") == 0 && strcmp(value, "off") != 0 &&
@@ -174,6 +216,20 @@ dg_rc_t dg_config_set(dg_config_t *cfg, const char *name, const char *value, dg_
             return dg_error_set(
                 err, DG_CONFIG,
                 "%s: bad value \"%.64s\" for access_log: expected off, text or json", where, value);
+        }
+        if (strcmp(s->name, "rate_limit") == 0 && strcmp(value, "on") != 0 &&
+            strcmp(value, "off") != 0) {
+            return dg_error_set(err, DG_CONFIG,
+                                "%s: bad value \"%.64s\" for rate_limit: expected on or off",
+                                where, value);
+        }
+        if ((strcmp(s->name, "auth") == 0 && strcmp(value, "off") != 0 &&
+             strcmp(value, "on") != 0) ||
+            (strcmp(s->name, "public_role") == 0 && strcmp(value, "none") != 0 &&
+             strcmp(value, "viewer") != 0 && strcmp(value, "analyst") != 0)) {
+            return dg_error_set(err, DG_CONFIG, "%s: bad value \"%.64s\" for %s: expected %s",
+                                where, value, s->name,
+                                s->name[0] == 'a' ? "off or on" : "none, viewer or analyst");
         }
         if (strcmp(s->name, "metrics_listen") == 0 && strcmp(value, "main") != 0 &&
             strcmp(value, "off") != 0) {
@@ -290,7 +346,26 @@ dg_config_source_t dg_config_source_of(const dg_config_t *cfg, const char *name)
     return s ? (dg_config_source_t)cfg->source_[s - settings] : DG_CFG_DEFAULT;
 }
 
-/* Settings whose default depends on other settings or on the machine. */
+/* True when the comma-separated origin list holds a `*` entry. */
+static bool cors_has_star(const char *list)
+{
+    for (const char *p = list; *p;) {
+        p += strspn(p, " \t");
+        size_t n = strcspn(p, ",");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
+            n--;
+        }
+        if (n == 1 && p[0] == '*') {
+            return true;
+        }
+        p += strcspn(p, ",");
+        p += *p == ',';
+    }
+    return false;
+}
+
+/* Settings whose default depends on other settings or on the machine, and checks across
+ * settings (DG_CONFIG). */
 static dg_rc_t finish_defaults(dg_config_t *cfg)
 {
     if (!cfg->state_dir) {
@@ -302,6 +377,24 @@ static dg_rc_t finish_defaults(dg_config_t *cfg)
             return rc;
         }
         cfg->state_dir = dg_buf_take(&b, NULL);
+    }
+    if (!cfg->keys_file) {
+        dg_buf_t b;
+        dg_buf_init(&b, 0);
+        if (dg_buf_printf(&b, "%s/keys.json", cfg->state_dir) != DG_OK) {
+            dg_buf_free(&b);
+            return DG_NOMEM;
+        }
+        cfg->keys_file = dg_buf_take(&b, NULL);
+    }
+    if (!cfg->public_role) {
+        cfg->public_role = dg_str_dup(dg_str_c(strcmp(cfg->auth, "on") == 0 ? "none" : "analyst"));
+        if (!cfg->public_role) {
+            return DG_NOMEM;
+        }
+    }
+    if (cfg->cors_credentials && cors_has_star(cfg->cors_origins)) {
+        return DG_CONFIG;
     }
     if (cfg->slots == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -555,6 +648,11 @@ static dg_rc_t load_flags(dg_config_t *cfg, int argc, char **argv, int *out_rest
         size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
         const char *value = eq ? eq + 1 : NULL;
         int used = 1;
+        const setting_t *bs = value ? NULL : find_setting(name, nlen);
+        if (bs && bs->kind == K_INT && bs->min == 0 && bs->max == 1 &&
+            (i + 1 >= argc || argv[i + 1][0] == '-')) {
+            value = "1"; /* a bare 0|1 flag (--allow-public) means 1 */
+        }
         if (!value) {
             if (i + 1 >= argc) {
                 /* Say "unknown" rather than "missing value" for a flag that does not exist. */
@@ -633,7 +731,11 @@ dg_rc_t dg_config_load(dg_config_t *cfg, int argc, char **argv, char **envp, int
         goto out;
     }
     rc = finish_defaults(cfg);
-    if (rc != DG_OK) {
+    if (rc == DG_CONFIG) {
+        dg_error_set(err, rc,
+                     "cors_origins = * cannot be combined with cors_credentials = 1 "
+                     "(browsers refuse it); list the origins instead");
+    } else if (rc != DG_OK) {
         dg_error_set(err, rc, "out of memory");
     }
 out:

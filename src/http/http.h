@@ -163,6 +163,9 @@ struct dg_http_req {
     dg_buf_t body;               /* full body, capped at max_body_bytes */
     char id[65];                 /* request id: X-Request-Id (trusted, well-formed) or random */
     int64_t start_ms;            /* monotonic arrival time */
+    char principal[48];          /* who: "key:<id>", or "ip" for anonymous callers (key rate
+                                    limits by client IP then); "" until the server's auth gate
+                                    (dg_server__authorize, first thing in gated handlers) ran */
     struct dg_http_conn_ *conn_; /* private */
 };
 
@@ -173,6 +176,14 @@ bool dg_http_request_id_valid(const char *s);
 const char *dg_http_req_header(dg_http_req_t *r, const char *name);
 /* The client's socket, to notice a hang-up while waiting; -1 when unknown. */
 int dg_http_req_client_fd(dg_http_req_t *r);
+/* The TCP peer's address as numeric text ("127.0.0.1", "::1") in out (46 bytes are enough);
+ * false when unknown (out is then ""). */
+bool dg_http_req_peer(dg_http_req_t *r, char *out, size_t cap);
+/* Every occurrence of a request header (case-insensitive name), joined by ',' in request order,
+ * in out. When they do not fit, the left-most comma-separated elements are dropped so that the
+ * right-most ones, the part a proxy chain appends, are kept. False when the header is absent
+ * (out is then ""). */
+bool dg_http_req_header_all(dg_http_req_t *r, const char *name, char *out, size_t cap);
 
 /* Answers with a complete body (copied). Every response also gets `Cache-Control: no-store`.
  * DG_NOMEM/DG_INTERNAL when libmicrohttpd refused (the connection is then closed). */
@@ -225,6 +236,13 @@ typedef struct dg_http_opts {
     dg_http_log_fmt_t access_log;    /* DG_HTTP_LOG_OFF (0) = no access log */
     int access_log_fd;               /* where access lines go when access_log is on */
     bool trust_request_id;           /* reuse a well-formed client X-Request-Id */
+    unsigned max_headers;            /* header fields per request, more get 431; 0 = 100 */
+    uint64_t max_header_bytes;       /* names + values + 4 per field, more get 431; 0 = 64 KiB */
+    uint64_t max_url_bytes;          /* request target bytes, more get 414; 0 = 64 KiB */
+    unsigned header_timeout_s;       /* a request head must arrive within it; 0 = 10 */
+    unsigned connection_max_s;       /* older connections close after a response; 0 = none */
+    const char *cors_origins;        /* comma list, `*`, or NULL/"off" = no CORS; copied */
+    bool cors_credentials;           /* Access-Control-Allow-Credentials: true */
 } dg_http_opts_t;
 
 /* Binds the listen address and starts serving. Logs `listening on http://HOST:PORT` with the

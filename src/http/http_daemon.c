@@ -11,17 +11,32 @@
  * MHD offers at most the free room of its per-connection pool (DESIGN §11), so readers copy
  * with an offset into their own buffer and the pool limit is raised.
  *
+ * Connection limits: libmicrohttpd enforces max_connections (it closes further connections
+ * at once) and the idle timeout; it has no deadline for a request head that trickles in a
+ * byte at a time (slowloris) nor for a connection's total age. A watchdog thread does both:
+ * every connection's socket context sits in a list with its accept time and the time its
+ * current head started; a head older than header_timeout_s, or an idle connection older than
+ * connection_max_s, gets shutdown(2), which makes the connection's thread see EOF and close
+ * it. A busy connection older than connection_max_s is answered with `Connection: close`.
+ *
+ * CORS: preflights (OPTIONS + Origin + Access-Control-Request-Method on an /api route) are
+ * answered here, before any handler (and so before authentication, as browsers send them
+ * without credentials); every response to an allowed Origin gets the CORS headers in queue().
+ *
  * Threads: callbacks run on the connection's thread; the counters are atomics; the raw target
- * lives in the per-connection socket context, touched only by that connection's thread. */
+ * lives in the per-connection socket context, touched only by that connection's thread; the
+ * list of socket contexts is guarded by dg_http.mu (the watchdog reads their atomics). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,9 +53,18 @@
  * idle connections); 256 KiB keeps streaming fast. Request heads beyond the pool are refused by
  * MHD itself with its built-in (HTML) 414/431 page; below it, ours are JSON. */
 #define POOL_LIMIT (256u * 1024u)
-#define MAX_HEADER_BYTES (64u * 1024u)    /* sum of header names and values */
+#define MAX_HEADER_BYTES (64u * 1024u)    /* default cap of header names + values + 4 each */
 #define STREAM_BLOCK (64u * 1024u)        /* block size hint for callback responses */
 #define MAX_DISCARD (16u * 1024u * 1024u) /* body bytes swallowed after 413 before closing */
+#define WATCHDOG_TICK_MS 200              /* resolution of header_timeout_s/connection_max_s */
+
+/* Answers to an allowed preflight (DESIGN §7; docs/security.md "CORS"). */
+#define CORS_ALLOW_METHODS "GET, POST"
+#define CORS_ALLOW_HEADERS "Content-Type, Authorization, X-API-Key, Accept, Accept-Encoding"
+#define CORS_MAX_AGE "600"
+#define CORS_EXPOSE_HEADERS "X-Query-Id, X-Request-Id, Server-Timing"
+
+typedef struct conn_ctx conn_ctx;
 
 struct dg_http {
     struct MHD_Daemon *mhd;
@@ -49,13 +73,29 @@ struct dg_http {
     bool quiesced;
     dg_http_opts_t opts;
     atomic_uint inflight;
+    char *cors;        /* copy of opts.cors_origins; NULL = CORS off */
+    bool is_cors_star; /* cors holds a `*` entry */
+    /* watchdog */
+    pthread_mutex_t mu; /* guards conns, is_stopping */
+    pthread_cond_t cv;
+    pthread_t watchdog;
+    bool has_watchdog;
+    bool is_stopping;
+    conn_ctx *conns; /* every open connection's socket context */
 };
 
-/* Per connection (MHD socket context): the raw target of the current request. */
-typedef struct conn_ctx {
+/* Per connection (MHD socket context): the raw target of the current request, and what the
+ * watchdog needs. Created and freed by on_connection; linked into dg_http.conns meanwhile. */
+struct conn_ctx {
     char *uri;
     size_t uri_len;
-} conn_ctx;
+    int fd;
+    int64_t accepted_ms;        /* monotonic */
+    atomic_llong head_start_ms; /* a request head is arriving since then; 0 = none */
+    atomic_bool is_busy;        /* a request is being handled or answered */
+    bool is_shut;               /* the watchdog shut the socket down (under mu) */
+    conn_ctx *prev, *next;      /* under mu */
+};
 
 /* Per request. */
 struct dg_http_conn_ {
@@ -66,6 +106,7 @@ struct dg_http_conn_ {
     bool has_response;
     bool is_too_large;
     bool is_dropped;
+    bool is_preflight; /* an allowed CORS preflight, answered 204 at the final call */
     int status;
     int64_t start_us; /* monotonic arrival, for the access log and metrics */
     uint64_t discarded;
@@ -92,19 +133,87 @@ __attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const ch
 
 /* ---- per-connection context -------------------------------------------------------- */
 
+/* MHD runs the CLOSED notification before it closes the socket, so under mu the watchdog
+ * only ever shuts down a descriptor that still belongs to its connection. */
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    (void)cls;
-    (void)mc;
+    dg_http_t *h = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = calloc(1, sizeof(conn_ctx));
+        conn_ctx *cc = calloc(1, sizeof(conn_ctx));
+        if (!cc) {
+            return;
+        }
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        cc->fd = ci ? ci->connect_fd : -1;
+        cc->accepted_ms = dg_now_ms();
+        atomic_init(&cc->head_start_ms, cc->accepted_ms);
+        atomic_init(&cc->is_busy, false);
+        pthread_mutex_lock(&h->mu);
+        cc->next = h->conns;
+        if (h->conns) {
+            h->conns->prev = cc;
+        }
+        h->conns = cc;
+        pthread_mutex_unlock(&h->mu);
+        *socket_context = cc;
     } else if (*socket_context) {
         conn_ctx *cc = *socket_context;
+        pthread_mutex_lock(&h->mu);
+        if (cc->prev) {
+            cc->prev->next = cc->next;
+        } else {
+            h->conns = cc->next;
+        }
+        if (cc->next) {
+            cc->next->prev = cc->prev;
+        }
+        pthread_mutex_unlock(&h->mu);
         free(cc->uri);
         free(cc);
         *socket_context = NULL;
     }
+}
+
+/* Closes connections whose request head is late and idle connections past their age. */
+static void *watchdog_main(void *arg)
+{
+    dg_http_t *h = arg;
+    int64_t head_ms = (int64_t)h->opts.header_timeout_s * 1000;
+    int64_t age_ms = (int64_t)h->opts.connection_max_s * 1000;
+    pthread_mutex_lock(&h->mu);
+    while (!h->is_stopping) {
+        int64_t now = dg_now_ms();
+        for (conn_ctx *cc = h->conns; cc; cc = cc->next) {
+            if (cc->is_shut || cc->fd < 0) {
+                continue;
+            }
+            int64_t hs = atomic_load(&cc->head_start_ms);
+            const char *why = NULL;
+            if (hs != 0 && now - hs > head_ms) {
+                why = "request head not complete within header_timeout_s";
+            } else if (age_ms > 0 && hs == 0 && !atomic_load(&cc->is_busy) &&
+                       now - cc->accepted_ms > age_ms) {
+                why = "idle connection older than connection_max_s";
+            }
+            if (why) {
+                DG_LOGD("http", "closing connection fd=%d: %s", cc->fd, why);
+                shutdown(cc->fd, SHUT_RDWR);
+                cc->is_shut = true;
+            }
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += WATCHDOG_TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
 }
 
 static conn_ctx *get_conn_ctx(struct MHD_Connection *mc)
@@ -119,6 +228,10 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *mc)
     (void)cls;
     conn_ctx *cc = get_conn_ctx(mc);
     if (cc) {
+        /* A new request line on a kept-alive connection starts its head's deadline (the first
+         * request's started at accept). */
+        long long zero = 0;
+        atomic_compare_exchange_strong(&cc->head_start_ms, &zero, (long long)dg_now_ms());
         free(cc->uri);
         cc->uri_len = strlen(uri);
         cc->uri = dg_str_dup((dg_str_t){uri, cc->uri_len});
@@ -139,6 +252,70 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
 }
 
 /* ---- responses --------------------------------------------------------------------- */
+
+/* True when origin is in the CORS list (entries compared case-insensitively, as scheme and
+ * host are). */
+static bool cors_allowed(const dg_http_t *h, const char *origin)
+{
+    if (!h->cors || !origin) {
+        return false;
+    }
+    if (h->is_cors_star) {
+        return true;
+    }
+    size_t olen = strlen(origin);
+    for (const char *p = h->cors; *p;) {
+        p += strspn(p, " \t");
+        size_t n = strcspn(p, ",");
+        size_t m = n;
+        while (m > 0 && (p[m - 1] == ' ' || p[m - 1] == '\t')) {
+            m--;
+        }
+        if (m > 0 && m == olen && strncasecmp(p, origin, m) == 0) {
+            return true;
+        }
+        p += n;
+        p += *p == ',';
+    }
+    return false;
+}
+
+/* Adds the CORS response headers when the request's Origin is allowed. */
+static bool add_cors_headers(struct dg_http_conn_ *c, struct MHD_Response *resp)
+{
+    dg_http_t *h = c->h;
+    const char *origin = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Origin");
+    if (!cors_allowed(h, origin)) {
+        return true;
+    }
+    bool ok = MHD_add_response_header(resp, "Access-Control-Allow-Origin",
+                                      h->is_cors_star ? "*" : origin) == MHD_YES &&
+              MHD_add_response_header(resp, "Vary", "Origin") == MHD_YES;
+    if (h->opts.cors_credentials) {
+        ok = ok &&
+             MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true") == MHD_YES;
+    }
+    if (c->is_preflight) {
+        ok = ok &&
+             MHD_add_response_header(resp, "Access-Control-Allow-Methods", CORS_ALLOW_METHODS) ==
+                 MHD_YES &&
+             MHD_add_response_header(resp, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS) ==
+                 MHD_YES &&
+             MHD_add_response_header(resp, "Access-Control-Max-Age", CORS_MAX_AGE) == MHD_YES;
+    } else {
+        ok = ok && MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                           CORS_EXPOSE_HEADERS) == MHD_YES;
+    }
+    return ok;
+}
+
+/* True when the connection has lived longer than connection_max_s. */
+static bool is_conn_old(struct dg_http_conn_ *c)
+{
+    unsigned max_s = c->h->opts.connection_max_s;
+    conn_ctx *cc = get_conn_ctx(c->mc);
+    return max_s > 0 && cc && dg_now_ms() - cc->accepted_ms > (int64_t)max_s * 1000;
+}
 
 /* True when the request announced a body (a non-zero Content-Length or chunked transfer). */
 static bool has_body(struct MHD_Connection *mc)
@@ -167,8 +344,10 @@ static dg_rc_t queue(struct dg_http_conn_ *c, int status, struct MHD_Response *r
             ok = ok && MHD_add_response_header(resp, headers[i].name, headers[i].value) == MHD_YES;
         }
     }
-    /* A body we refused to read must not be parsed as the next request. */
-    if (c->is_too_large || (!c->is_started && has_body(c->mc))) {
+    ok = ok && add_cors_headers(c, resp);
+    /* A body we refused to read must not be parsed as the next request; a connection past
+     * connection_max_s ends with this response. */
+    if (c->is_too_large || (!c->is_started && has_body(c->mc)) || is_conn_old(c)) {
         ok = ok && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
     }
     if (ok) {
@@ -284,6 +463,84 @@ const char *dg_http_req_header(dg_http_req_t *r, const char *name)
     return MHD_lookup_connection_value(r->conn_->mc, MHD_HEADER_KIND, name);
 }
 
+bool dg_http_req_peer(dg_http_req_t *r, char *out, size_t cap)
+{
+    if (cap) {
+        out[0] = '\0';
+    }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn_->mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (!sa || cap == 0) {
+        return false;
+    }
+    char buf[INET6_ADDRSTRLEN];
+    const char *t = NULL;
+    if (sa->sa_family == AF_INET) {
+        t = inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf,
+                      sizeof buf);
+    } else if (sa->sa_family == AF_INET6) {
+        t = inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf,
+                      sizeof buf);
+    }
+    if (!t || strlen(buf) >= cap) {
+        return false;
+    }
+    memcpy(out, buf, strlen(buf) + 1);
+    return true;
+}
+
+typedef struct header_join {
+    const char *name;
+    char *out;
+    size_t cap, len;
+    bool found;
+} header_join;
+
+static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    header_join *j = cls;
+    if (!key || !value || strcasecmp(key, j->name) != 0) {
+        return MHD_YES;
+    }
+    size_t vlen = strlen(value);
+    if (j->found && j->len + 1 < j->cap) {
+        j->out[j->len++] = ',';
+    }
+    j->found = true;
+    /* Keep the tail: shift out whole left elements until the value fits. */
+    while (j->len + vlen + 1 > j->cap && j->len > 0) {
+        char *comma = memchr(j->out, ',', j->len);
+        size_t drop = comma ? (size_t)(comma - j->out) + 1 : j->len;
+        memmove(j->out, j->out + drop, j->len - drop);
+        j->len -= drop;
+    }
+    if (vlen + 1 > j->cap) {
+        const char *v = value + vlen - (j->cap - 1);
+        const char *comma = strchr(v, ',');
+        v = comma ? comma + 1 : value + vlen;
+        vlen = strlen(v);
+        value = v;
+    }
+    memcpy(j->out + j->len, value, vlen);
+    j->len += vlen;
+    j->out[j->len] = '\0';
+    return MHD_YES;
+}
+
+bool dg_http_req_header_all(dg_http_req_t *r, const char *name, char *out, size_t cap)
+{
+    if (cap == 0) {
+        return false;
+    }
+    out[0] = '\0';
+    header_join j = {name, out, cap, 0, false};
+    MHD_get_connection_values(r->conn_->mc, MHD_HEADER_KIND, join_header, &j);
+    return j.found;
+}
+
 int dg_http_req_client_fd(dg_http_req_t *r)
 {
     const union MHD_ConnectionInfo *ci =
@@ -306,13 +563,33 @@ static void early_error(struct dg_http_conn_ *c, dg_rc_t rc, const char *msg)
     dg_http_respond_error(&c->req, rc, msg, NULL, 0);
 }
 
+typedef struct header_sum {
+    size_t bytes;
+    size_t n;
+} header_sum;
+
 static enum MHD_Result sum_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                   const char *value)
 {
     (void)kind;
-    size_t *sum = cls;
-    *sum += strlen(key) + (value ? strlen(value) : 0) + 4;
+    header_sum *sum = cls;
+    sum->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
+    sum->n++;
     return MHD_YES;
+}
+
+/* An OPTIONS request a browser sends before a cross-origin request. */
+static bool is_preflight(struct dg_http_conn_ *c, const conn_ctx *cc)
+{
+    return c->req.method == DG_HTTP_OPTIONS && c->h->cors && strncmp(cc->uri, "/api/", 5) == 0 &&
+           MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Origin") &&
+           MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Access-Control-Request-Method");
+}
+
+/* Answers an allowed preflight: 204, the CORS headers come from queue(). */
+static void answer_preflight(struct dg_http_conn_ *c)
+{
+    dg_http_respond(&c->req, 204, NULL, "", 0, NULL, 0);
 }
 
 /* First call for a request: everything that can be decided from the head alone. */
@@ -328,10 +605,30 @@ static void on_head(struct dg_http_conn_ *c, const char *method)
         early_error(c, DG_NOMEM, NULL);
         return;
     }
-    size_t header_bytes = 0;
-    MHD_get_connection_values(c->mc, MHD_HEADER_KIND, sum_header, &header_bytes);
-    if (header_bytes > MAX_HEADER_BYTES) {
-        early_error(c, DG_HEADERS_TOO_LARGE, "the request headers are too large");
+    uint64_t max_url = h->opts.max_url_bytes ? h->opts.max_url_bytes : 64u * 1024u;
+    if (cc->uri_len > max_url) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the request target is %zu bytes; the limit is %llu", cc->uri_len,
+                 (unsigned long long)max_url);
+        early_error(c, DG_URI_TOO_LONG, msg);
+        return;
+    }
+    header_sum hs = {0, 0};
+    MHD_get_connection_values(c->mc, MHD_HEADER_KIND, sum_header, &hs);
+    unsigned max_headers = h->opts.max_headers ? h->opts.max_headers : 100;
+    uint64_t max_hbytes = h->opts.max_header_bytes ? h->opts.max_header_bytes : MAX_HEADER_BYTES;
+    if (hs.bytes > max_hbytes) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the request headers are %zu bytes; the limit is %llu", hs.bytes,
+                 (unsigned long long)max_hbytes);
+        early_error(c, DG_HEADERS_TOO_LARGE, msg);
+        return;
+    }
+    if (hs.n > max_headers) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the request has %zu header fields; the limit is %u", hs.n,
+                 max_headers);
+        early_error(c, DG_HEADERS_TOO_LARGE, msg);
         return;
     }
     dg_rc_t rc = dg_http_target_parse(cc->uri, cc->uri_len, &r->target, &err);
@@ -341,6 +638,18 @@ static void on_head(struct dg_http_conn_ *c, const char *method)
     }
     rc = dg_http_route_match(h->opts.routes, h->opts.n_routes, r->method, &r->target.path,
                              &r->match);
+    if (rc == DG_METHOD_NOT_ALLOWED && is_preflight(c, cc)) {
+        const char *origin = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Origin");
+        if (!cors_allowed(h, origin)) {
+            early_error(c, DG_FORBIDDEN, "this origin is not allowed cross-origin requests");
+            return;
+        }
+        c->is_preflight = true;
+        if (has_body(c->mc)) {
+            answer_preflight(c);
+        }
+        return;
+    }
     if (rc != DG_OK) {
         early_error(c, rc, rc == DG_NOT_FOUND ? "no such route" : NULL);
         return;
@@ -385,6 +694,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         }
         dg_buf_init_rc(&c->req.body, h->opts.max_body_bytes, DG_BODY_TOO_LARGE);
         atomic_fetch_add(&h->inflight, 1);
+        conn_ctx *cc = get_conn_ctx(mc);
+        if (cc) {
+            atomic_store(&cc->is_busy, true);
+            atomic_store(&cc->head_start_ms, 0);
+        }
         on_head(c, method);
         c->is_started = true;
         return c->is_dropped ? MHD_NO : MHD_YES;
@@ -410,6 +724,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
     }
     if (c->deferred_rc != DG_OK) {
         early_error(c, c->deferred_rc, c->deferred_msg[0] ? c->deferred_msg : NULL);
+    } else if (c->is_preflight) {
+        answer_preflight(c);
     } else if (c->is_too_large) {
         early_error(c, DG_BODY_TOO_LARGE, NULL);
     } else {
@@ -502,7 +818,6 @@ static void access_log(dg_http_t *h, struct dg_http_conn_ *c, int status, double
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)mc;
     dg_http_t *h = cls;
     struct dg_http_conn_ *c = *con_cls;
     if (!c) {
@@ -521,10 +836,23 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     dg_http_target_free(&c->req.target);
     dg_buf_free(&c->req.body);
     free(c);
+    conn_ctx *cc = get_conn_ctx(mc);
+    if (cc) {
+        atomic_store(&cc->is_busy, false);
+    }
     atomic_fetch_sub(&h->inflight, 1);
 }
 
 /* ---- daemon ------------------------------------------------------------------------ */
+
+/* Frees h and what dg_http_start gave it, after the daemon and the watchdog are gone. */
+static void http_free(dg_http_t *h)
+{
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    free(h->cors);
+    free(h);
+}
 
 static dg_rc_t bind_listen(const char *listen_addr, int *out_fd, int *out_port, bool *out_v6,
                            dg_error_t *err)
@@ -587,12 +915,30 @@ dg_rc_t dg_http_start(const dg_http_opts_t *opts, dg_http_t **out, dg_error_t *e
         return dg_error_set(err, DG_NOMEM, "out of memory");
     }
     h->opts = *opts;
+    h->opts.cors_origins = NULL; /* borrowed from the caller; h->cors is ours */
+    if (h->opts.header_timeout_s == 0) {
+        h->opts.header_timeout_s = 10;
+    }
     h->listen_fd = -1;
     atomic_init(&h->inflight, 0);
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    if (opts->cors_origins && opts->cors_origins[0] && strcmp(opts->cors_origins, "off") != 0) {
+        h->cors = dg_str_dup(dg_str_c(opts->cors_origins));
+        if (!h->cors) {
+            http_free(h);
+            return dg_error_set(err, DG_NOMEM, "out of memory");
+        }
+        for (const char *p = h->cors; *p; p += strcspn(p, ","), p += *p == ',') {
+            p += strspn(p, " \t");
+            size_t n = strcspn(p, ", \t");
+            h->is_cors_star = h->is_cors_star || (n == 1 && p[0] == '*');
+        }
+    }
     bool is_v6 = false;
     dg_rc_t rc = bind_listen(opts->listen, &h->listen_fd, &h->port, &is_v6, err);
     if (rc != DG_OK) {
-        free(h);
+        http_free(h);
         return rc;
     }
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
@@ -606,14 +952,20 @@ dg_rc_t dg_http_start(const dg_http_opts_t *opts, dg_http_t **out, dg_error_t *e
         (size_t)POOL_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 60), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(opts->max_connections ? opts->max_connections : 1024),
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
         MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         h, MHD_OPTION_END);
     if (!h->mhd) {
         close(h->listen_fd);
-        free(h);
+        http_free(h);
         return dg_error_set(err, DG_INTERNAL, "libmicrohttpd could not start on %s", opts->listen);
     }
+    if (pthread_create(&h->watchdog, NULL, watchdog_main, h) != 0) {
+        MHD_stop_daemon(h->mhd);
+        http_free(h);
+        return dg_error_set(err, DG_INTERNAL, "cannot start the connection watchdog");
+    }
+    h->has_watchdog = true;
     char host[256];
     int port_ignored;
     dg_parse_listen(opts->listen, host, sizeof host, &port_ignored);
@@ -652,6 +1004,13 @@ void dg_http_stop(dg_http_t *h)
     if (!h) {
         return;
     }
+    if (h->has_watchdog) {
+        pthread_mutex_lock(&h->mu);
+        h->is_stopping = true;
+        pthread_cond_signal(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+        pthread_join(h->watchdog, NULL);
+    }
     MHD_stop_daemon(h->mhd); /* closes the listen socket unless quiesced */
-    free(h);
+    http_free(h);
 }

@@ -1,6 +1,8 @@
 /* Handlers answered by the front alone: liveness, readiness and the list of databases.
  * Threads: any connection thread; they only read the server context. */
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -44,6 +46,41 @@ void dg_server__h_metrics(dg_http_req_t *r, void *ctx)
     dg_buf_free(&b);
 }
 
+bool dg_server__authorize(dg_server_t *s, dg_http_req_t *r, dg_role_t need, const dg_str_t *db,
+                          dg_auth_result_t *out_who)
+{
+    dg_auth_result_t who;
+    dg_auth_identify(s->auth, dg_http_req_header(r, "Authorization"),
+                     dg_http_req_header(r, "X-API-Key"), (int64_t)time(NULL), &who);
+    memcpy(r->principal, who.principal, sizeof r->principal);
+    if (out_who) {
+        *out_who = who;
+    }
+    dg_rc_t rc = dg_auth_gate(&who, need, db ? db->p : NULL, db ? db->len : 0);
+    if (rc == DG_OK) {
+        return true;
+    }
+    /* Never the credential itself: only who it resolved to. */
+    dg_log(DG_LOG_INFO, "auth", r->id, "refused status=%d principal=%s role=%s need=%s",
+           rc == DG_UNAUTHORIZED ? 401 : 403, who.principal, dg_auth_role_name(who.role),
+           dg_auth_role_name(need));
+    const char *msg = rc == DG_FORBIDDEN ? (who.role >= need ? "this key may not use that database"
+                                                             : "this role may not use this route")
+                      : who.is_bad       ? "invalid, expired or revoked credentials"
+                                         : "authentication required (Authorization: Bearer KEY)";
+    dg_buf_t b;
+    dg_buf_init(&b, 4096);
+    if (dg_http_error_json(&b, rc, msg, NULL) != DG_OK) {
+        dg_http_respond_error(r, rc, msg, NULL, 0);
+    } else {
+        static const dg_http_header_t hdr[] = {{"WWW-Authenticate", "Bearer realm=\"duckgate\""}};
+        dg_http_respond(r, rc == DG_UNAUTHORIZED ? 401 : 403, "application/json", b.p, b.len,
+                        rc == DG_UNAUTHORIZED ? hdr : NULL, rc == DG_UNAUTHORIZED ? 1 : 0);
+    }
+    dg_buf_free(&b);
+    return false;
+}
+
 void dg_server__note_interrupt(dg_server_t *s, dg_rc_t rc)
 {
     const char *reason = rc == DG_TIMEOUT       ? "deadline"
@@ -58,13 +95,27 @@ void dg_server__note_interrupt(dg_server_t *s, dg_rc_t rc)
 void dg_server__h_databases(dg_http_req_t *r, void *ctx)
 {
     dg_server_t *s = ctx;
+    dg_auth_result_t who;
+    if (!dg_server__authorize(s, r, DG_ROLE_VIEWER, NULL, &who)) {
+        return;
+    }
+    if (!dg_server__rate_admit(s, r)) {
+        return;
+    }
     dg_buf_t b;
     dg_buf_init(&b, 0);
     dg_rc_t rc = dg_buf_puts(&b, "{\"databases\":[");
+    bool is_first = true;
     for (size_t i = 0; rc == DG_OK && i < s->n_dbs; i++) {
+        /* A key limited to some databases sees only those. */
+        if (dg_auth_gate(&who, DG_ROLE_VIEWER, s->dbs[i].name, strlen(s->dbs[i].name)) != DG_OK) {
+            continue;
+        }
         /* Names are [A-Za-z0-9_-] (dg_dbname_valid), so they need no escaping. */
         rc = dg_buf_printf(&b, "%s{\"name\":\"%s\",\"size_bytes\":%llu,\"read_only\":true}",
-                           i ? "," : "", s->dbs[i].name, (unsigned long long)s->dbs[i].size_bytes);
+                           is_first ? "" : ",", s->dbs[i].name,
+                           (unsigned long long)s->dbs[i].size_bytes);
+        is_first = false;
     }
     if (rc == DG_OK) {
         rc = dg_buf_puts(&b, "]}");

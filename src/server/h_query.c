@@ -293,6 +293,12 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
     dg_server_t *s = ctx;
     /* The query id is the request id, so access, query and engine log lines correlate. */
     const char *qid = r->id;
+    if (!dg_server__authorize(s, r, DG_ROLE_ANALYST, &r->match.cap[0], NULL)) {
+        return;
+    }
+    if (!dg_server__rate_admit(s, r)) {
+        return;
+    }
     if (atomic_load(&s->is_draining)) {
         dg_http_respond_error(r, DG_DRAINING, NULL, qid, 0);
         return;
@@ -354,6 +360,12 @@ void dg_server__h_database(dg_http_req_t *r, void *ctx)
     dg_server_t *s = ctx;
     /* The query id is the request id, so access, query and engine log lines correlate. */
     const char *qid = r->id;
+    if (!dg_server__authorize(s, r, DG_ROLE_VIEWER, &r->match.cap[0], NULL)) {
+        return;
+    }
+    if (!dg_server__rate_admit(s, r)) {
+        return;
+    }
     dg_http_query_limits_t lim = limits_of(s);
     char db[65];
     dg_error_t err;

@@ -188,6 +188,45 @@ static void log_resources(const dg_resources_t *r)
             r->cpu_quota, r->threads);
 }
 
+/* True when the listen address only accepts local connections (127.0.0.0/8, ::1, localhost). */
+static bool listen_is_loopback(const char *listen)
+{
+    char host[256];
+    int port;
+    if (!dg_parse_listen(listen, host, sizeof host, &port)) {
+        return false;
+    }
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+/* Builds the access gate from the auth settings. Exit status 2 on a refused or bad setup. */
+static int setup_auth(dg_server_t *s, const dg_config_t *cfg)
+{
+    bool is_on = strcmp(cfg->auth, "on") == 0;
+    if (!is_on && !cfg->allow_public && !listen_is_loopback(cfg->listen)) {
+        DG_LOGE("server",
+                "refusing to serve %s with auth = off: every caller would get public_role = %s. "
+                "Turn auth on (auth = on, keys from `duckgate keys add`), listen on loopback, "
+                "or pass --allow-public to expose it deliberately",
+                cfg->listen, cfg->public_role);
+        return 2;
+    }
+    dg_auth_opts_t ao = {.is_on = is_on, .keys_file = cfg->keys_file};
+    if (!dg_auth_role_parse(cfg->public_role, &ao.public_role)) {
+        ao.public_role = DG_ROLE_NONE;
+    }
+    dg_error_t err;
+    dg_error_clear(&err);
+    if (dg_auth_new(&ao, &s->auth, &err) != DG_OK) {
+        DG_LOGE("server", "keys_file: %s", err.msg);
+        return 2;
+    }
+    DG_LOGI("server", "auth=%s public_role=%s keys_file=%s", cfg->auth, cfg->public_role,
+            is_on ? cfg->keys_file : "-");
+    return 0;
+}
+
 int dg_server_run(const dg_config_t *cfg, char **envp)
 {
     int level = dg_log_level_parse(cfg->log_level);
@@ -210,9 +249,14 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
         return 2;
     }
     log_resources(&s.res);
+    if ((status = setup_auth(&s, cfg)) != 0) {
+        return status;
+    }
+    status = 1;
     rc = dg_datadir_scan(cfg->data_dir, &s.dbs, &s.n_dbs, &err);
     if (rc != DG_OK) {
         DG_LOGE("server", "%s", err.msg);
+        dg_auth_free(s.auth);
         return 1;
     }
     DG_LOGI("server", "data_dir=%s databases=%zu", cfg->data_dir, s.n_dbs);
@@ -227,6 +271,10 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
     s.metrics = s.db_names ? dg_metrics_gw_new(s.db_names, s.n_dbs, DG_VERSION) : NULL;
     if (!s.metrics || dg_metrics_on_collect(s.metrics->reg, collect_metrics, &s) != DG_OK) {
         DG_LOGE("server", "out of memory");
+        goto out;
+    }
+    if (dg_server__limit_setup(&s) != DG_OK) {
+        status = 2;
         goto out;
     }
     dg_http_log_fmt_t log_fmt = strcmp(cfg->access_log, "json") == 0   ? DG_HTTP_LOG_JSON
@@ -263,7 +311,15 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
                          .on_complete = is_metrics_off ? NULL : on_request_done,
                          .access_log = log_fmt,
                          .access_log_fd = access_fd,
-                         .trust_request_id = cfg->trust_request_id != 0};
+                         .trust_request_id = cfg->trust_request_id != 0,
+                         .max_headers = (unsigned)cfg->max_headers,
+                         .max_header_bytes = cfg->max_header_bytes,
+                         .max_url_bytes = cfg->max_url_bytes,
+                         .max_connections = (unsigned)cfg->max_connections,
+                         .header_timeout_s = (unsigned)cfg->header_timeout_s,
+                         .connection_max_s = (unsigned)cfg->connection_max_s,
+                         .cors_origins = cfg->cors_origins,
+                         .cors_credentials = cfg->cors_credentials != 0};
     rc = dg_http_start(&ho, &http, &err);
     if (rc != DG_OK) {
         DG_LOGE("server", "%s", err.msg);
@@ -310,6 +366,8 @@ out:
     }
     dg_dbfiles_free(s.dbs, s.n_dbs);
     dg_metrics_gw_free(s.metrics);
+    dg_auth_free(s.auth);
+    dg_limit_free(s.limit);
     free(s.db_names);
     if (access_fd > 2) {
         close(access_fd);

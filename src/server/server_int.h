@@ -6,9 +6,11 @@
 
 #include <stdatomic.h>
 
+#include "auth/auth.h"
 #include "config/config.h"
 #include "engine/engine.h"
 #include "http/http.h"
+#include "limit/limit.h"
 #include "metrics/metrics_gw.h"
 
 typedef struct dg_server {
@@ -19,6 +21,9 @@ typedef struct dg_server {
     size_t n_dbs;
     const char **db_names;    /* names of dbs, the metrics' db label values */
     dg_metrics_gw_t *metrics; /* never NULL once serving */
+    dg_auth_t *auth;          /* roles and API keys; never NULL once serving */
+    dg_limit_t *limit;          /* per-client token buckets; NULL when rate_limit = off */
+    dg_limit_proxies_t proxies; /* trusted_proxies, parsed once at start */
     atomic_bool is_draining;
 } dg_server_t;
 
@@ -28,6 +33,20 @@ void dg_server__h_databases(dg_http_req_t *r, void *ctx);
 void dg_server__h_database(dg_http_req_t *r, void *ctx);
 void dg_server__h_query(dg_http_req_t *r, void *ctx);
 void dg_server__h_metrics(dg_http_req_t *r, void *ctx);
+/* The access gate (h_misc.c): identifies the caller (sets r->principal) and checks that it
+ * may use a route needing role `need` on database db (NULL: the route names none); *out_who
+ * (may be NULL) gets the caller's identity and scope. On refusal
+ * answers 401 (with WWW-Authenticate: Bearer) or 403 and returns false. */
+bool dg_server__authorize(dg_server_t *s, dg_http_req_t *r, dg_role_t need, const dg_str_t *db,
+                          dg_auth_result_t *out_who);
+/* The rate-limit gate (h_limit.c), after the access gate: charges the request to its principal
+ * (r->principal when it is "key:<id>", else the client address as trusted proxies report it).
+ * When refused, answers 429 RATE_LIMITED with Retry-After and RateLimit-* headers, counts
+ * duckgate_rate_limited_total and returns false. Always true when rate_limit = off. */
+bool dg_server__rate_admit(dg_server_t *s, dg_http_req_t *r);
+/* Parses trusted_proxies and creates the limiter (when rate_limit = on); logs and returns
+ * DG_CONFIG/DG_NOMEM on failure. s->cfg must be set. */
+dg_rc_t dg_server__limit_setup(dg_server_t *s);
 /* Counts an interrupted query: TIMEOUT (deadline), CLIENT_GONE (disconnect), CANCELLED. */
 void dg_server__note_interrupt(dg_server_t *s, dg_rc_t rc);
 

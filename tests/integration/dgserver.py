@@ -191,7 +191,7 @@ class Server:
     included), stderr goes to a file that is polled for the `listening on` line."""
 
     def __init__(self, binary, fixtures, dbs=("main",), engines=2, slots=2, extra=(), env=None,
-                 tmp_root=None, state_dir=True, cwd=None):
+                 tmp_root=None, state_dir=True, cwd=None, rate_limit=False):
         self.binary = binary
         self.cwd = cwd
         self.dir = tempfile.mkdtemp(prefix="dg-srv-", dir=tmp_root)
@@ -205,6 +205,10 @@ class Server:
                      "--engines", str(engines), "--slots", str(slots)]
         if self.state_dir:
             self.args += ["--state-dir", self.state_dir]
+        # Suites fire many requests from 127.0.0.1; rate limits are off unless a test asks
+        # (rate_limit=True, or its own --rate-limit in extra, which comes later and wins).
+        if not rate_limit:
+            self.args += ["--rate-limit", "off"]
         self.args += [str(a) for a in extra]
         self.env = dict(os.environ)
         # Flags are what the tests choose; keep stray DUCKGATE_* settings of the caller out.

@@ -1,0 +1,123 @@
+/* Access control: roles, API keys and the per-request gate (DESIGN §7).
+ *
+ * Roles are ordered: viewer (named queries, catalog) < analyst (+ read-only SQL) < admin
+ * (everything). Anonymous callers get the configured public role (DG_ROLE_NONE = nothing).
+ * API keys are `dgk_` + 43 base64url characters (32 random bytes); only their SHA-256 is
+ * stored, in a JSON key file (mode 0600, rewritten atomically). A lookup hashes the presented
+ * key once and probes a hash table; the final comparison is constant-time (CRYPTO_memcmp).
+ *
+ * Threads: a dg_auth_keyset_t is immutable once built (any thread may read it). A dg_auth_t is
+ * shared by all connection threads: dg_auth_check may be called concurrently; the key file is
+ * re-read (at most once per second, when its mtime/size/inode changed) under a lock. Secrets
+ * are never logged. */
+#ifndef DG_AUTH_H
+#define DG_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/rc.h"
+#include "core/str.h"
+
+typedef enum dg_role {
+    DG_ROLE_NONE = 0,
+    DG_ROLE_VIEWER = 1,
+    DG_ROLE_ANALYST = 2,
+    DG_ROLE_ADMIN = 3,
+} dg_role_t;
+
+/* "none", "viewer", "analyst", "admin". */
+const char *dg_auth_role_name(dg_role_t r);
+/* Parses one of the names above; false otherwise. */
+bool dg_auth_role_parse(const char *s, dg_role_t *out);
+
+#define DG_AUTH_MAX_DBS 32
+#define DG_AUTH_NAME_MAX 64
+#define DG_AUTH_SECRET_MAX 256 /* longer credentials are rejected unhashed */
+
+typedef struct dg_auth_key {
+    char id[17];                     /* 16 hex characters, random */
+    char name[DG_AUTH_NAME_MAX + 1]; /* [A-Za-z0-9._-]{1,64}; unique in a set */
+    dg_role_t role;                  /* viewer, analyst or admin */
+    size_t n_dbs;                    /* 0 = every database */
+    char dbs[DG_AUTH_MAX_DBS][65];
+    int64_t created;        /* unix seconds */
+    int64_t expires;        /* unix seconds; 0 = never */
+    unsigned char hash[32]; /* SHA-256 of the secret */
+} dg_auth_key_t;
+
+/* An immutable set of keys with a hash index. */
+typedef struct dg_auth_keyset dg_auth_keyset_t;
+
+/* True for names of 1..64 bytes of [A-Za-z0-9._-]. */
+bool dg_auth_name_valid(const char *s);
+/* An empty set (NULL on OOM). */
+dg_auth_keyset_t *dg_auth_keys_new(void);
+/* Parses key file JSON (len bytes) into a new set. DG_CONFIG when malformed (err says where,
+ * never quoting hashes), DG_NOMEM. */
+dg_rc_t dg_auth_keys_parse(const char *json, size_t len, dg_auth_keyset_t **out, dg_error_t *err);
+/* Reads and parses path; a missing file is an empty set. DG_IO, DG_CONFIG, DG_NOMEM. */
+dg_rc_t dg_auth_keys_load(const char *path, dg_auth_keyset_t **out, dg_error_t *err);
+/* The key file JSON of ks (malloc'd, NUL-terminated; caller frees), NULL on OOM. */
+char *dg_auth_keys_dump(const dg_auth_keyset_t *ks);
+/* Writes ks to path atomically: temp file (0600) in the same directory, fsync, rename, fsync
+ * of the directory. DG_IO (err names the path), DG_NOMEM. */
+dg_rc_t dg_auth_keys_save(const char *path, const dg_auth_keyset_t *ks, dg_error_t *err);
+/* Appends a copy of *k (its id and name must be new). DG_CONFIG on a duplicate id or name,
+ * DG_NOMEM. Invalidates pointers returned by dg_auth_keys_at/find. */
+dg_rc_t dg_auth_keys_add(dg_auth_keyset_t *ks, const dg_auth_key_t *k, dg_error_t *err);
+/* Removes the key whose id or name is id_or_name; false when there is none. */
+bool dg_auth_keys_remove(dg_auth_keyset_t *ks, const char *id_or_name);
+size_t dg_auth_keys_count(const dg_auth_keyset_t *ks);
+/* The i-th key (borrowed from ks). */
+const dg_auth_key_t *dg_auth_keys_at(const dg_auth_keyset_t *ks, size_t i);
+/* The key whose secret is secret[0..len), or NULL (expiry is not checked here). */
+const dg_auth_key_t *dg_auth_keys_find(const dg_auth_keyset_t *ks, const char *secret, size_t len);
+void dg_auth_keys_free(dg_auth_keyset_t *ks);
+
+/* Fills k with a fresh random id and hash and writes the secret (NUL-terminated, < 64 bytes)
+ * to out_secret. Role, name, dbs, created and expires are left to the caller.
+ * DG_INTERNAL when the random generator fails. */
+dg_rc_t dg_auth_key_generate(dg_auth_key_t *k, char out_secret[64]);
+
+/* Extracts the credential from an Authorization header (`Bearer <token>`, scheme
+ * case-insensitive) or, when that is NULL, from X-API-Key. Returns 0 when neither header is
+ * present, 1 with *out set (a view into the header) when one is well-formed, -1 when a header
+ * is present but malformed (other scheme, empty, too long, non-token characters). */
+int dg_auth_credential(const char *authorization, const char *x_api_key, dg_str_t *out);
+
+/* ---- the gate ---------------------------------------------------------------------- */
+
+typedef struct dg_auth_opts {
+    bool is_on;            /* false: every caller is anonymous with public_role */
+    dg_role_t public_role; /* what anonymous callers may do */
+    const char *keys_file; /* read at dg_auth_new and re-read when it changes; copied */
+} dg_auth_opts_t;
+
+typedef struct dg_auth dg_auth_t;
+
+/* Who made a request and what they may do. */
+typedef struct dg_auth_result {
+    dg_role_t role;
+    bool is_anonymous;  /* no credentials while auth is on (a refusal is then 401) */
+    bool is_bad;        /* credentials presented but rejected (malformed, unknown, expired) */
+    char principal[48]; /* "key:<id>" or "ip" (anonymous: the limiter keys by client IP) */
+    size_t n_dbs;       /* 0 = every database */
+    char dbs[DG_AUTH_MAX_DBS][65];
+} dg_auth_result_t;
+
+/* Builds the gate and loads the key file when auth is on. DG_IO/DG_CONFIG (err says why),
+ * DG_NOMEM. */
+dg_rc_t dg_auth_new(const dg_auth_opts_t *opts, dg_auth_t **out, dg_error_t *err);
+void dg_auth_free(dg_auth_t *a);
+/* Identifies a caller from its headers (either may be NULL) at unix time now_s. Never fails:
+ * bad credentials give is_bad with role NONE. */
+void dg_auth_identify(dg_auth_t *a, const char *authorization, const char *x_api_key, int64_t now_s,
+                      dg_auth_result_t *out);
+/* Whether res may use a route that needs role `need` on database db (NULL for routes without
+ * one): DG_OK, DG_UNAUTHORIZED (bad credentials, or anonymous below need), DG_FORBIDDEN
+ * (authenticated but role too low or db outside the key's scope). */
+dg_rc_t dg_auth_gate(const dg_auth_result_t *res, dg_role_t need, const char *db, size_t db_len);
+
+#endif
