@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/config_int.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/str.h"
@@ -583,7 +584,7 @@ static dg_rc_t load_env(dg_config_t *cfg, char **envp, dg_error_t *err)
     return DG_OK;
 }
 
-static const char *env_get(char **envp, const char *name)
+const char *dg_config__env_get(char **envp, const char *name)
 {
     size_t n = strlen(name);
     for (size_t e = 0; envp && envp[e]; e++) {
@@ -709,7 +710,7 @@ dg_rc_t dg_config_load(dg_config_t *cfg, int argc, char **argv, char **envp, int
         goto out;
     }
     if (!path) {
-        path = env_get(envp, "DUCKGATE_CONFIG");
+        path = dg_config__env_get(envp, "DUCKGATE_CONFIG");
     }
     if (path && path[0]) {
         cfg->config_path = dg_str_dup(dg_str_c(path));

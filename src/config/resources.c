@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "config/config_int.h"
 #include "core/buf.h"
 
 /* ---- byte sizes -------------------------------------------------------------------- */
@@ -335,17 +336,6 @@ static int online_cpus(void)
     return cpus;
 }
 
-static const char *env_get(char **envp, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t e = 0; envp && envp[e]; e++) {
-        if (strncmp(envp[e], name, n) == 0 && envp[e][n] == '=') {
-            return envp[e] + n + 1;
-        }
-    }
-    return NULL;
-}
-
 dg_rc_t dg_resources_detect(const dg_config_t *cfg, char **envp, dg_resources_t *out,
                             dg_error_t *err)
 {
@@ -386,7 +376,7 @@ dg_rc_t dg_resources_detect(const dg_config_t *cfg, char **envp, dg_resources_t 
     }
     out->budget_bytes = base / 10 * 8;
 
-    const char *env_limit = env_get(envp, "DUCKDB_MEMORY_LIMIT");
+    const char *env_limit = dg_config__env_get(envp, "DUCKDB_MEMORY_LIMIT");
     if (cfg->memory_limit > 0) {
         out->budget_bytes = cfg->memory_limit;
         out->memory_source = "--memory-limit";

@@ -1,6 +1,9 @@
 #include "ioutil.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -60,4 +63,26 @@ void dg_random_id(char out[17])
         out[2 * i + 1] = hex[b[i] & 15];
     }
     out[16] = '\0';
+}
+
+int dg_mkdir_p(const char *dir, unsigned mode)
+{
+    char tmp[PATH_MAX];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(tmp, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (tmp[i] == '/' || tmp[i] == '\0') {
+            char saved = tmp[i];
+            tmp[i] = '\0';
+            if (mkdir(tmp, (mode_t)mode) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            tmp[i] = saved;
+        }
+    }
+    return 0;
 }

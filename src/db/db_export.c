@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/ioutil.h"
 #include "db/db_internal.h"
 
 /* While DuckDB's worker threads hold all the work, the calling thread sleeps this long between
@@ -37,29 +38,6 @@
 #define POLL_SLEEP_NS (1000 * 1000)
 
 /* ---- the export directory ---- */
-
-/* Creates dir and its missing parents with mode 0700. */
-static int mkdir_p(const char *dir)
-{
-    char tmp[PATH_MAX];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof tmp) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(tmp, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (tmp[i] == '/' || tmp[i] == '\0') {
-            char saved = tmp[i];
-            tmp[i] = '\0';
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-                return -1;
-            }
-            tmp[i] = saved;
-        }
-    }
-    return 0;
-}
 
 /* Makes sure export_dir exists, is a real directory owned by us and private, and returns its
  * real path (malloc'd). The path goes into SQL string literals, so quotes and control
@@ -71,7 +49,7 @@ static dg_rc_t export_dir_prepare(const char *export_dir, char **out_real, dg_er
     if (!export_dir || export_dir[0] != '/') {
         return dg_error_set(err, DG_CONFIG, "the export directory must be an absolute path");
     }
-    if (mkdir_p(export_dir) != 0) {
+    if (dg_mkdir_p(export_dir, 0700) != 0) {
         return dg_error_set(err, DG_CONFIG, "cannot create the export directory: %s",
                             strerror(errno));
     }
@@ -143,7 +121,7 @@ static dg_rc_t export_open(dg_db_t *db, const char *dir, dg_error_t *err)
         snprintf(spill, n, "%s/export", db->temp_dir);
         /* Created now (0700: spill files hold query data) because DuckDB creates only the last
          * component, and the serving instance may not have created its own directory yet. */
-        if (mkdir_p(spill) != 0) {
+        if (dg_mkdir_p(spill, 0700) != 0) {
             rc = dg_error_set(err, DG_CONFIG, "cannot create the export spill directory: %s",
                               strerror(errno));
             goto out;

@@ -110,31 +110,6 @@ static double ms_since(int64_t t0_us, int64_t t1_us)
     return (double)(t1_us - t0_us) / 1000.0;
 }
 
-/* Creates dir and its parents (mode 0700: temp files may hold query data). */
-static int mkdir_p(const char *dir)
-{
-    char tmp[PATH_MAX];
-    size_t len = strlen(dir);
-    if (len == 0 || len >= sizeof tmp) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(tmp, dir, len + 1);
-    for (size_t i = 1; i < len; i++) {
-        if (tmp[i] == '/') {
-            tmp[i] = '\0';
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-                return -1;
-            }
-            tmp[i] = '/';
-        }
-    }
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-        return -1;
-    }
-    return 0;
-}
-
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
@@ -1299,7 +1274,7 @@ static dg_rc_t open_databases(eproc_t *e, json_t *init, dg_error_t *err)
         return dg_error_set(err, DG_PROTOCOL, "init: databases is not an array");
     }
     if (temp_dir && *temp_dir) {
-        if (mkdir_p(temp_dir) == 0) {
+        if (dg_mkdir_p(temp_dir, 0700) == 0) {
             empty_dir(temp_dir);
             have_temp = true;
         } else {
@@ -1326,7 +1301,7 @@ static dg_rc_t open_databases(eproc_t *e, json_t *init, dg_error_t *err)
         const char *tdir_p = NULL;
         /* One temp directory per instance: two DuckDB instances must not share spill files. */
         if (have_temp && snprintf(tdir, sizeof tdir, "%s/%s", temp_dir, name) < (int)sizeof tdir &&
-            mkdir_p(tdir) == 0) {
+            dg_mkdir_p(tdir, 0700) == 0) {
             tdir_p = tdir;
         }
         dg_db_opts_t o = {

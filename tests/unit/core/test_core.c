@@ -3,11 +3,16 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "core/buf.h"
+#include "core/ioutil.h"
 #include "core/rc.h"
 #include "core/str.h"
 #include "core/utf8.h"
@@ -129,12 +134,37 @@ static void test_str(void **state)
     assert_true(dg_str_eq_c(dg_str_trim(DG_STR_LIT("  x y\t")), "x y"));
 }
 
+static void test_mkdir_p(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/dg_core_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char deep[256];
+    snprintf(deep, sizeof deep, "%s/a/b/c", root);
+    assert_int_equal(dg_mkdir_p(deep, 0700), 0);
+    assert_int_equal(dg_mkdir_p(deep, 0700), 0); /* existing is fine */
+    struct stat st;
+    assert_int_equal(stat(deep, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    char *huge = malloc(8192);
+    memset(huge, 'x', 8191);
+    huge[0] = '/';
+    huge[8191] = '\0';
+    assert_int_equal(dg_mkdir_p(huge, 0700), -1);
+    free(huge);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rc_table),        cmocka_unit_test(test_error_first_wins),
         cmocka_unit_test(test_buf_cap),         cmocka_unit_test(test_json_escape),
         cmocka_unit_test(test_json_escape_tight_cap), cmocka_unit_test(test_str),
+        cmocka_unit_test(test_mkdir_p),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
