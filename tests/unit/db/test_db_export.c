@@ -32,6 +32,8 @@
 
 #include <jansson.h>
 
+#include "arrow_reader.h"
+
 #include "core/arrow_c.h"
 #include "core/buf.h"
 #include "db/db.h"
@@ -169,21 +171,6 @@ static double now_s(void)
 
 /* ---- Arrow ---- */
 
-/* Runs the independent reader on path; returns the parsed JSON (caller decrefs). */
-static json_t *read_back(const char *path)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "node tests/js/read_arrow.mjs '%s'", path);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    json_error_t jerr;
-    json_t *j = json_loadf(p, 0, &jerr);
-    int status = pclose(p);
-    assert_int_equal(status, 0);
-    assert_non_null(j);
-    return j;
-}
-
 #define MAX_ARRAYS 16
 
 /* Fetches every chunk of sql as Arrow, keeping all arrays, frees the cursor, and only then
@@ -242,7 +229,7 @@ static json_t *arrow_roundtrip(const char *sql, size_t *out_n_arrays)
     assert_int_equal(fwrite(out.p, 1, out.len, f), out.len);
     fclose(f);
     dg_buf_free(&out);
-    json_t *j = read_back(path);
+    json_t *j = arrow_reader_read(path);
     unlink(path);
     *out_n_arrays = n;
     return j;
@@ -251,10 +238,7 @@ static json_t *arrow_roundtrip(const char *sql, size_t *out_n_arrays)
 static void test_arrow_types(void **state)
 {
     (void)state;
-    if (system("node --version >/dev/null 2>&1") != 0 ||
-        access("tests/js/node_modules/apache-arrow", F_OK) != 0) {
-        fail_msg("node and tests/js/node_modules/apache-arrow are required (run tools/setup.sh)");
-    }
+    arrow_reader_require();
     size_t n_arrays = 0;
     json_t *j = arrow_roundtrip("SELECT * FROM t ORDER BY id", &n_arrays);
     assert_int_equal(n_arrays, 1);

@@ -13,6 +13,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "arrow_reader.h"
+
 #include "enc/arrow_ipc.h"
 
 static void no_release_schema(struct ArrowSchema *s)
@@ -30,27 +32,10 @@ static void no_release_array(struct ArrowArray *a)
 #define ARRAY(len, nulls, nbuf, bufs, nchild, kids, dict)                                          \
     {(len), (nulls), 0, (nbuf), (nchild), (bufs), (kids), (dict), no_release_array, NULL}
 
-/* Runs the reader on path; returns the parsed JSON (caller decrefs) or NULL. */
-static json_t *read_back(const char *path)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "node tests/js/read_arrow.mjs '%s'", path);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    json_error_t jerr;
-    json_t *j = json_loadf(p, 0, &jerr);
-    int status = pclose(p);
-    assert_int_equal(status, 0);
-    return j;
-}
-
 static void test_roundtrip(void **state)
 {
     (void)state;
-    if (system("node --version >/dev/null 2>&1") != 0 ||
-        access("tests/js/node_modules/apache-arrow", F_OK) != 0) {
-        fail_msg("node and tests/js/node_modules/apache-arrow are required (run tools/setup.sh)");
-    }
+    arrow_reader_require();
     /* Column a: int64 with a null. */
     static const int64_t a_vals[4] = {1, -2, 0, 9007199254740993LL};
     static const uint8_t a_valid[1] = {0x0B}; /* rows 0,1,3 valid */
@@ -130,7 +115,7 @@ static void test_roundtrip(void **state)
     assert_int_equal(write(fd, out.p, out.len), (ssize_t)out.len);
     close(fd);
     dg_buf_free(&out);
-    json_t *j = read_back(path);
+    json_t *j = arrow_reader_read(path);
     unlink(path);
     assert_non_null(j);
     assert_int_equal(json_integer_value(json_object_get(j, "num_rows")), 8);
