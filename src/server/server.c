@@ -65,6 +65,28 @@ static void on_request_done(const dg_http_req_t *r, int status, double duration_
     }
 }
 
+int dg_server__db_index(const dg_server_t *s, const char *db, size_t len)
+{
+    for (size_t i = 0; db && i < s->n_dbs; i++) {
+        if (strlen(s->dbs[i].name) == len && memcmp(s->dbs[i].name, db, len) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+uint64_t dg_server__db_version(dg_server_t *s, int idx)
+{
+    return idx >= 0 && (size_t)idx < s->n_dbs ? atomic_load(&s->db_versions[idx].v) : 0;
+}
+
+void dg_server__db_changed(dg_server_t *s, int idx)
+{
+    if (idx >= 0 && (size_t)idx < s->n_dbs) {
+        atomic_fetch_add(&s->db_versions[idx].v, 1);
+    }
+}
+
 /* Asks engine idx for the memory of its instances (REQ kind "stats" on a free slot of that
  * engine, answered from DuckDB's memory table function) and sets the duckdb_memory gauges. An
  * engine whose slots are all busy is skipped: its gauges keep the previous scrape's values. */
@@ -268,7 +290,12 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
     for (size_t i = 0; s.db_names && i < s.n_dbs; i++) {
         s.db_names[i] = s.dbs[i].name;
     }
-    s.metrics = s.db_names ? dg_metrics_gw_new(s.db_names, s.n_dbs, DG_VERSION) : NULL;
+    s.db_versions = calloc(s.n_dbs + 1, sizeof *s.db_versions);
+    for (size_t i = 0; s.db_versions && i < s.n_dbs; i++) {
+        atomic_init(&s.db_versions[i].v, 1);
+    }
+    s.metrics =
+        s.db_names && s.db_versions ? dg_metrics_gw_new(s.db_names, s.n_dbs, DG_VERSION) : NULL;
     if (!s.metrics || dg_metrics_on_collect(s.metrics->reg, collect_metrics, &s) != DG_OK) {
         DG_LOGE("server", "out of memory");
         goto out;
@@ -369,6 +396,7 @@ out:
     dg_auth_free(s.auth);
     dg_limit_free(s.limit);
     free(s.db_names);
+    free(s.db_versions);
     if (access_fd > 2) {
         close(access_fd);
     }

@@ -19,13 +19,25 @@ typedef struct dg_server {
     dg_engines_t *engines;
     dg_dbfile_t *dbs; /* servable databases, scanned once at start */
     size_t n_dbs;
-    const char **db_names;    /* names of dbs, the metrics' db label values */
-    dg_metrics_gw_t *metrics; /* never NULL once serving */
-    dg_auth_t *auth;          /* roles and API keys; never NULL once serving */
+    const char **db_names;      /* names of dbs, the metrics' db label values */
+    dg_metrics_gw_t *metrics;   /* never NULL once serving */
+    dg_auth_t *auth;            /* roles and API keys; never NULL once serving */
     dg_limit_t *limit;          /* per-client token buckets; NULL when rate_limit = off */
     dg_limit_proxies_t proxies; /* trusted_proxies, parsed once at start */
     atomic_bool is_draining;
+    /* Data version per database (index as dbs): bumped by every change a response could have
+     * seen (admin writes, finished write jobs, snapshot swaps). The cache keys on it. */
+    struct dg_db_version {
+        _Atomic uint64_t v;
+    } * db_versions;
 } dg_server_t;
+
+/* Index of database db[0..len) in s->dbs, or -1. */
+int dg_server__db_index(const dg_server_t *s, const char *db, size_t len);
+/* The current data version of database idx (>= 1). Any thread. */
+uint64_t dg_server__db_version(dg_server_t *s, int idx);
+/* Marks database idx as changed: every later dg_server__db_version differs. Any thread. */
+void dg_server__db_changed(dg_server_t *s, int idx);
 
 void dg_server__h_health(dg_http_req_t *r, void *ctx);
 void dg_server__h_ready(dg_http_req_t *r, void *ctx);
