@@ -239,8 +239,7 @@ static void relay_start(dg_http_req_t *r, relay *x)
                            relay_read, relay_free, x);
 }
 
-/* Leases a slot, sends the request object (adds queue_ms) and relays the answer. */
-static void run_on_slot(dg_server_t *s, dg_http_req_t *r, const char *qid, json_t *req,
+void dg_server__run_on_slot(dg_server_t *s, dg_http_req_t *r, const char *qid, json_t *req,
                         int64_t timeout_ms, dg_format_t format)
 {
     if (atomic_load(&s->is_draining)) {
@@ -349,7 +348,7 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
     } else {
         dg_log(DG_LOG_DEBUG, "query", qid, "db=%s format=%s timeout_ms=%lld sql_bytes=%zu", q.db,
                dg_http_format_name(q.format), (long long)q.timeout_ms, q.sql_len);
-        run_on_slot(s, r, qid, req, q.timeout_ms, q.format);
+        dg_server__run_on_slot(s, r, qid, req, q.timeout_ms, q.format);
     }
     json_decref(req);
     dg_http_query_free(&q);
@@ -383,6 +382,6 @@ void dg_server__h_database(dg_http_req_t *r, void *ctx)
         dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
         return;
     }
-    run_on_slot(s, r, qid, req, s->cfg->timeout_ms, DG_FMT_JSON);
+    dg_server__run_on_slot(s, r, qid, req, s->cfg->timeout_ms, DG_FMT_JSON);
     json_decref(req);
 }

@@ -6,6 +6,8 @@
 
 #include <stdatomic.h>
 
+#include <jansson.h>
+
 #include "auth/auth.h"
 #include "config/config.h"
 #include "engine/engine.h"
@@ -59,6 +61,12 @@ bool dg_server__rate_admit(dg_server_t *s, dg_http_req_t *r);
 /* Parses trusted_proxies and creates the limiter (when rate_limit = on); logs and returns
  * DG_CONFIG/DG_NOMEM on failure. s->cfg must be set. */
 dg_rc_t dg_server__limit_setup(dg_server_t *s);
+/* Runs a request object on an engine slot (h_query.c): leases a slot (503 + Retry-After when
+ * the queue is full), adds queue_ms, sends req and relays the engine's frames as the response
+ * (status and headers at HEAD, body streamed with backpressure). format decides how a failure
+ * after HEAD ends the body. Answers r in every case. */
+void dg_server__run_on_slot(dg_server_t *s, dg_http_req_t *r, const char *qid, json_t *req,
+                            int64_t timeout_ms, dg_format_t format);
 /* Counts an interrupted query: TIMEOUT (deadline), CLIENT_GONE (disconnect), CANCELLED. */
 void dg_server__note_interrupt(dg_server_t *s, dg_rc_t rc);
 
