@@ -3,6 +3,8 @@
 JOBS ?= $(shell nproc)
 PORT ?= 8080
 DEMO_DIR ?= demo-data
+# Scale of the generated IMDb demo database (1 = 15M people, 90M credits).
+SCALE ?= 0.01
 
 .PHONY: all setup build asan release fuzz test test-dev test-asan demo bench install check format clean
 
@@ -40,7 +42,7 @@ test-asan: asan
 test: setup check test-dev test-asan
 
 demo: build
-	bash tools/demo.sh "$(DEMO_DIR)" "$(PORT)"
+	SCALE="$(SCALE)" bash tools/demo.sh "$(DEMO_DIR)" "$(PORT)"
 
 bench: release
 	bash bench/run.sh

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# Cost of the observability hot path: point-lookup (or /health) req/s with request metrics on vs
-# off (run by hand; never part of the default test suite).
+# Cost of the observability hot path: point-lookup (or /health) req/s with request metrics and the
+# query log on vs off (run by hand; never part of the default test suite).
 #
 # Configurations, each its own server on the same 1M-row table, measured in alternation
 # (A B C A B C ...) so drift on the machine hits all of them alike:
-#   off      --metrics-listen off  --access-log off   (no request metrics, no access log)
-#   metrics  --metrics-listen main --access-log off   (request + query metrics, /metrics served)
-#   full     --metrics-listen main --access-log text  (the defaults: metrics + access log)
+# (all with --rate-limit off, so the one benchmark client is not refused with 429)
+#   off      --metrics-listen off  --access-log off  --query-log off  (nothing per request)
+#   metrics  --metrics-listen main --access-log off  --query-log off  (request + query metrics)
+#   qlog     --metrics-listen main --access-log off  --query-log on   (metrics + query log: the
+#            issue's "metrics + query log on vs off" pair is qlog vs off)
+#   full     --metrics-listen main --access-log text --query-log on   (the defaults: metrics,
+#            access log and query log)
+# Every configuration has slow-query lines off (--slow-query-ms 0): a loaded machine would
+# otherwise log some point lookups as slow in one configuration and not another.
 # and, when BASE_BIN is set, that binary with its defaults (e.g. a build of the previous commit).
 # A background scraper hits /metrics every SCRAPE_S seconds on the servers that serve it, as
 # Prometheus would. Prints the median req/s of RUNS runs and the change against `off`.
 #
-# HOTPATH=1 (default) first times the metrics updates of one request alone (no server noise).
+# HOTPATH=1 (default) first times the metrics updates and the query log record of one request
+# alone (no server noise).
 # Environment: DUCKGATE_BIN (default build-release/duckgate), BASE_BIN, RUNS (5), DURATION (5s),
 # CONNS (16), THREADS (2), ENGINES (2), SLOTS (2), ROWS (1000000), SCRAPE_S (1),
 # SCENARIO (point; health = the front alone, where the per-request cost is most visible).
@@ -39,6 +46,13 @@ if [ "${HOTPATH:-1}" = 1 ] && [ -f "$BUILD/src/metrics/libdg_metrics.a" ]; then
         "$BUILD/src/metrics/libdg_metrics.a" "$BUILD/src/core/libdg_core.a" -lpthread -lm \
         -o "${TMPDIR:-/tmp}/dg-hotpath.$$" && "${TMPDIR:-/tmp}/dg-hotpath.$$"
     rm -f "${TMPDIR:-/tmp}/dg-hotpath.$$"
+fi
+# The query log's per-request part alone (bench/qlog/hotpath.c): CPU per recorded row.
+if [ "${HOTPATH:-1}" = 1 ] && [ -f "$BUILD/src/qlog/libdg_qlog.a" ]; then
+    cc -O2 -std=c11 -include src/core/dg_feat.h -Isrc bench/qlog/hotpath.c \
+        "$BUILD/src/qlog/libdg_qlog.a" "$BUILD/src/core/libdg_core.a" -lpthread \
+        -o "${TMPDIR:-/tmp}/dg-qlog-hotpath.$$" && "${TMPDIR:-/tmp}/dg-qlog-hotpath.$$"
+    rm -f "${TMPDIR:-/tmp}/dg-qlog-hotpath.$$"
 fi
 
 WORK=$(mktemp -d /tmp/dg-mbench.XXXXXX)
@@ -83,10 +97,16 @@ start() { # name bin flags...
         sleep 0.1
     done
 }
-NAMES="off metrics full"
-start off "$BIN" --metrics-listen off --access-log off
-start metrics "$BIN" --metrics-listen main --access-log off
-start full "$BIN" --metrics-listen main --access-log text
+NAMES="off metrics qlog full"
+# Rate limits off: one benchmark client would otherwise measure 429s.
+start off "$BIN" --rate-limit off --metrics-listen off --access-log off --query-log off \
+    --slow-query-ms 0
+start metrics "$BIN" --rate-limit off --metrics-listen main --access-log off --query-log off \
+    --slow-query-ms 0
+start qlog "$BIN" --rate-limit off --metrics-listen main --access-log off --query-log on \
+    --slow-query-ms 0
+start full "$BIN" --rate-limit off --metrics-listen main --access-log text --query-log on \
+    --slow-query-ms 0
 if [ -n "${BASE_BIN:-}" ]; then
     start base "$(cd "$(dirname "$BASE_BIN")" && pwd)/$(basename "$BASE_BIN")"
     NAMES="$NAMES base"
@@ -116,6 +136,12 @@ for r in $(seq 1 "$RUNS"); do
     done
 done
 
+# The query log must keep up: rows it had to drop would make its cost look smaller than it is.
+for name in qlog full; do
+    d=$(curl -s "${URL[$name]}/metrics" | sed -n 's/^duckgate_query_log_dropped_total //p')
+    echo "bench: $name query log rows dropped: ${d:-?}" >&2
+done
+
 /usr/bin/python3 - "$RESULTS" "$RUNS" "$DURATION" "$CONNS" "$SCENARIO" <<'PY'
 import statistics, sys
 path, runs, dur, conns, scenario = sys.argv[1:6]
@@ -129,7 +155,7 @@ print("\n%s, median of %s runs x %s, %s connections\n" % (scenario, runs, dur, c
 print("| config | req/s | p50 ms | p99 ms | vs off | runs req/s |")
 print("|---|---:|---:|---:|---:|---|")
 off = med(rows["off"], "rps")
-for name in ("off", "metrics", "full", "base"):
+for name in ("off", "metrics", "qlog", "full", "base"):
     if name in rows:
         ds = rows[name]
         rps = med(ds, "rps")

@@ -1,9 +1,11 @@
-/* Fuzzes the auth parsers: the Authorization / X-API-Key credential extraction, the key file
- * JSON (a set that parses must dump and re-parse to the same bytes) and the hashed lookup. */
+/* Fuzzes the auth parsers: the Authorization / X-API-Key credential extraction (and the JWT
+ * shape test that routes a credential to JWT or key lookup), the key file JSON (a set that
+ * parses must dump and re-parse to the same bytes) and the hashed lookup. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth/auth.h"
+#include "auth/auth_jwt.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -16,11 +18,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s[size] = '\0';
     dg_str_t t;
     int c = dg_auth_credential(s, NULL, &t);
-    if (c == 1 && (t.len == 0 || t.len > DG_AUTH_SECRET_MAX || t.p < s || t.p + t.len > s + size)) {
+    if (c == 1 && (t.len == 0 || t.len > DG_AUTH_TOKEN_MAX || t.p < s || t.p + t.len > s + size)) {
+        abort();
+    }
+    /* What identify does next: a JWT by shape, else an API key lookup. */
+    if (c == 1 && dg_jwt_is_shaped(t.p, t.len) && (memchr(t.p, '=', t.len) || t.len < 5)) {
         abort();
     }
     c = dg_auth_credential(NULL, s, &t);
-    if (c == 1 && (t.len == 0 || t.len > DG_AUTH_SECRET_MAX)) {
+    if (c == 1 && (t.len == 0 || t.len > DG_AUTH_TOKEN_MAX)) {
         abort();
     }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo: `make demo` (tools/demo.sh DIR PORT). On first run creates DIR/sample.duckdb with
 # `duckgate exec` (customers, products, 100k orders with dates/decimals/strings/NULLs, a view),
-# prints a few example requests, then serves DIR on 127.0.0.1:PORT until Ctrl-C.
+# and DIR/imdb.duckdb: `duckgate gen imdb` at scale $SCALE (default 0.01; SCALE=1 is the full
+# 230M-row case) built with pipelines/imdb (docs/pipeline.md). Prints a few example requests,
+# then serves DIR on 127.0.0.1:PORT with the named queries of queries/ until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +59,17 @@ FROM orders GROUP BY order_date;
     mv "$tmp" "$DIR/sample.duckdb"
 fi
 
+# The movie explorer: generated, then built by the pipeline (both write FILE.next and rename,
+# so the served name only ever holds a complete database). A different SCALE regenerates.
+SCALE=${SCALE:-0.01}
+if [ ! -f "$DIR/imdb.duckdb" ] || [ "$(cat "$DIR/imdb.scale" 2>/dev/null)" != "$SCALE" ]; then
+    echo "demo: generating $DIR/imdb.duckdb (scale $SCALE) and building pipelines/imdb"
+    "$BIN" gen imdb --scale "$SCALE" --out "$DIR/imdb.build"
+    "$BIN" build "$DIR/imdb.build" pipelines/imdb
+    mv "$DIR/imdb.build" "$DIR/imdb.duckdb"
+    echo "$SCALE" >"$DIR/imdb.scale"
+fi
+
 URL="http://127.0.0.1:$PORT"
 cat <<MSG
 
@@ -72,5 +85,9 @@ duckgate demo: serving $DIR on $URL (Ctrl-C stops)
   curl -sN -H 'Accept: application/x-ndjson' $URL/api/query/sample \\
        -d '{"sql": "SELECT * FROM orders WHERE customer_id = \$1 ORDER BY order_date", "params": [42]}'
 
+  curl -s $URL/api/q/imdb                                   # the named queries
+  curl -s '$URL/api/q/imdb/search_people?q=jo&smart=true'
+  curl -s '$URL/api/q/imdb/overview'
+
 MSG
-exec "$BIN" serve --data-dir "$DIR" --listen "127.0.0.1:$PORT"
+exec "$BIN" serve --data-dir "$DIR" --listen "127.0.0.1:$PORT" --queries-dir queries --auth off

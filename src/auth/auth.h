@@ -5,6 +5,8 @@
  * API keys are `dgk_` + 43 base64url characters (32 random bytes); only their SHA-256 is
  * stored, in a JSON key file (mode 0600, rewritten atomically). A lookup hashes the presented
  * key once and probes a hash table; the final comparison is constant-time (CRYPTO_memcmp).
+ * A credential shaped like a JWT (three dot-separated base64url segments) is verified by
+ * auth_jwt.h instead, against the configured keys.
  *
  * Threads: a dg_auth_keyset_t is immutable once built (any thread may read it). A dg_auth_t is
  * shared by all connection threads: dg_auth_check may be called concurrently; the key file is
@@ -34,7 +36,8 @@ bool dg_auth_role_parse(const char *s, dg_role_t *out);
 
 #define DG_AUTH_MAX_DBS 32
 #define DG_AUTH_NAME_MAX 64
-#define DG_AUTH_SECRET_MAX 256 /* longer credentials are rejected unhashed */
+#define DG_AUTH_SECRET_MAX 256 /* longer API keys are rejected unhashed */
+#define DG_AUTH_TOKEN_MAX 8192 /* longest credential extracted at all (JWTs are long) */
 
 typedef struct dg_auth_key {
     char id[17];                     /* 16 hex characters, random */
@@ -84,15 +87,21 @@ dg_rc_t dg_auth_key_generate(dg_auth_key_t *k, char out_secret[64]);
 /* Extracts the credential from an Authorization header (`Bearer <token>`, scheme
  * case-insensitive) or, when that is NULL, from X-API-Key. Returns 0 when neither header is
  * present, 1 with *out set (a view into the header) when one is well-formed, -1 when a header
- * is present but malformed (other scheme, empty, too long, non-token characters). */
+ * is present but malformed (other scheme, empty, longer than DG_AUTH_TOKEN_MAX, non-token
+ * characters). An API key starts with "dgk_"; a JWT has three dot-separated segments. */
 int dg_auth_credential(const char *authorization, const char *x_api_key, dg_str_t *out);
 
 /* ---- the gate ---------------------------------------------------------------------- */
+
+struct dg_jwt_opts; /* auth_jwt.h */
 
 typedef struct dg_auth_opts {
     bool is_on;            /* false: every caller is anonymous with public_role */
     dg_role_t public_role; /* what anonymous callers may do */
     const char *keys_file; /* read at dg_auth_new and re-read when it changes; copied */
+    /* JWT keys and policy (borrowed during dg_auth_new); NULL or no key = JWTs are refused.
+     * Keys from files are re-read when a file changes (checked at most once per second). */
+    const struct dg_jwt_opts *jwt;
 } dg_auth_opts_t;
 
 typedef struct dg_auth dg_auth_t;
@@ -101,10 +110,15 @@ typedef struct dg_auth dg_auth_t;
 typedef struct dg_auth_result {
     dg_role_t role;
     bool is_anonymous;  /* no credentials while auth is on (a refusal is then 401) */
+    bool is_public;     /* no credential used (anonymous, or auth off): the "public" policy */
     bool is_bad;        /* credentials presented but rejected (malformed, unknown, expired) */
-    char principal[48]; /* "key:<id>" or "ip" (anonymous: the limiter keys by client IP) */
-    size_t n_dbs;       /* 0 = every database */
+    char principal[48]; /* "key:<id>", "jwt:<sub>" or "ip" (anonymous: the limiter keys by
+                           client IP) */
+    size_t n_dbs;       /* 0 = every database (unless has_no_db) */
     char dbs[DG_AUTH_MAX_DBS][65];
+    bool has_no_db;     /* the scope is empty (a role's databases and a credential's scope do
+                           not meet): every database is refused */
+    const char *reason; /* is_bad: why, a static text fit for the client; else NULL */
 } dg_auth_result_t;
 
 /* Builds the gate and loads the key file when auth is on. DG_IO/DG_CONFIG (err says why),
@@ -119,5 +133,9 @@ void dg_auth_identify(dg_auth_t *a, const char *authorization, const char *x_api
  * one): DG_OK, DG_UNAUTHORIZED (bad credentials, or anonymous below need), DG_FORBIDDEN
  * (authenticated but role too low or db outside the key's scope). */
 dg_rc_t dg_auth_gate(const dg_auth_result_t *res, dg_role_t need, const char *db, size_t db_len);
+/* Narrows res's database scope to the comma-separated list `dbs` (NULL or "" = no change): the
+ * result is the intersection with what res already had (every database when n_dbs is 0). An
+ * empty intersection sets has_no_db. */
+void dg_auth_scope_narrow(dg_auth_result_t *res, const char *dbs);
 
 #endif

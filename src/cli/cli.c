@@ -29,6 +29,9 @@ typedef struct command {
 static int cmd_help(int argc, char **argv, char **envp);
 int dg_cli__query(int argc, char **argv, char **envp); /* cli_query.c */
 int dg_cli__keys(int argc, char **argv, char **envp);  /* cli_keys.c */
+int dg_cli__gen(int argc, char **argv, char **envp);    /* cli_data.c */
+int dg_cli__import(int argc, char **argv, char **envp); /* cli_data.c */
+int dg_cli__build(int argc, char **argv, char **envp);  /* cli_data.c */
 
 static bool wants_help(int argc, char **argv)
 {
@@ -179,6 +182,12 @@ static const command commands[] = {
      false},
     {"query", dg_cli__query, "query DB SQL [--format F] [-o FILE] [...]",
      "run one read-only query locally and stream the result", false},
+    {"gen", dg_cli__gen, "gen imdb --scale S --out FILE",
+     "generate a deterministic IMDb-shaped database", false},
+    {"import", dg_cli__import, "import imdb DIR --out FILE",
+     "load the IMDb TSV dumps (plain or .gz) into a database", false},
+    {"build", dg_cli__build, "build FILE PIPELINE_DIR",
+     "run a pipeline's SQL steps on a copy of FILE and swap it in atomically", false},
     {"keys", dg_cli__keys, "keys add|list|revoke [...]",
      "manage API keys (the key is printed once; only its hash is stored)", false},
     {"version", cmd_version, "version", "print the version", false},

@@ -13,9 +13,25 @@
 
 #include "core/rc.h"
 
+/* Per-role policy (docs/auth.md "Per-role limits"): dg_config_t.roles is indexed 0 = public
+ * (callers without credentials), 1 = viewer, 2 = analyst, 3 = admin (dg_role_t order). A zero
+ * number or an empty list means "the global value". */
+typedef struct dg_config_role {
+    int64_t timeout_ms;         /* deadline default and ceiling */
+    uint64_t max_rows;          /* row cap per result */
+    uint64_t max_result_bytes;  /* single JSON document cap */
+    int max_concurrent;         /* queries running at once per principal */
+    int rate_per_min;           /* sustained rate per principal */
+    int rate_burst_per_s;       /* burst rate per principal */
+    char *databases;            /* comma-separated database names; "" = every database */
+} dg_config_role_t;
+
+#define DG_CONFIG_N_ROLES 4
+
 typedef struct dg_config {
     /* serving */
     char *data_dir;             /* data_dir / DUCKGATE_DATA_DIR / --data-dir; default "data" */
+    char *queries_dir;          /* named queries: DIR/{db}/{name}.sql; default "queries" */
     char *listen;               /* "host:port"; default "127.0.0.1:8080"; port 0 = any */
     char *state_dir;            /* temp/spill and state; default "<data_dir>/.duckgate" */
     int engines;                /* engine processes; default 2 */
@@ -54,24 +70,54 @@ typedef struct dg_config {
     /* metrics */
     char *metrics_listen;       /* "main" = GET /metrics on the main listener (default); "off" =
                                    none (no request metrics either); else HOST:PORT */
+    /* query log (src/qlog, docs/observability.md "Query log") */
+    char *query_log;            /* on|off; default on */
+    int query_log_buffer;       /* rows held in the front until engine 0 stored them; 10000 */
+    uint64_t query_log_sql_bytes; /* SQL text kept per row; longer is cut; default 4 KiB */
+    int query_log_retention_days; /* older rows are deleted; 0 = no age limit; default 30 */
+    uint64_t query_log_max_rows;  /* only the newest rows are kept; 0 = no cap; default 0 */
+    int64_t slow_query_ms;      /* WARN line for queries at least this long; 0 = off; 1000 */
     /* access (src/auth, docs/auth.md) */
     char *auth;                 /* off|on; default off (every caller is public) */
     char *public_role;          /* none|viewer|analyst; default analyst (auth off), none (on) */
     int allow_public;           /* 1 = allow auth off on a non-loopback listen; default 0 */
     char *keys_file;            /* API key file; default "<state_dir>/keys.json" */
+    /* JWT (src/auth/auth_jwt.c, docs/auth.md "JWT"); "" = unset */
+    char *jwt_secret_file;      /* HS256 secret */
+    char *jwt_public_key_file;  /* PEM public key (RSA or EC P-256) */
+    char *jwt_jwks_file;        /* local JWKS file (RSA and EC P-256 keys, by kid) */
+    char *jwt_algorithms;       /* comma list of HS256/RS256/ES256; "" = from the key types */
+    int jwt_leeway_s;           /* clock skew allowed on exp/nbf; default 30 */
+    char *jwt_issuer;           /* required iss; "" = not checked */
+    char *jwt_audience;         /* required aud (string or array claim); "" = not checked */
+    char *jwt_role_claim;       /* claim holding the role; default "role" */
+    char *jwt_db_claim;         /* claim holding the database scope; default "dbs" */
+    int max_concurrent;         /* queries running at once per principal; 0 = no limit */
+    dg_config_role_t roles[DG_CONFIG_N_ROLES]; /* per-role overrides (see dg_config_role_t) */
     /* rate limits (src/limit, docs/security.md "Rate limits") */
     char *rate_limit;           /* on|off; default on */
     int rate_burst_per_s;       /* burst bucket: capacity and refill per second; default 20 */
     int rate_per_min;           /* sustained bucket: capacity, refilled over a minute; 500 */
     char *trusted_proxies;      /* comma-separated CIDRs whose forwarded header is believed; "" */
     char *forwarded_header;     /* header naming the client behind a proxy; X-Forwarded-For */
+    /* admin path (docs/admin.md) */
+    char *read_write_databases; /* comma-separated names served read-write by engine 0; "" */
+    int max_jobs;               /* admin jobs running at once; default 2 */
+    int job_retention_s;        /* finished jobs are listed this long; default 3600 */
+    char *import_dirs;          /* comma-separated directories admin imports may read; "" */
     /* response compression levels (Accept-Encoding) */
     int zstd_level;             /* default 1 */
     int gzip_level;             /* default 1 */
     int br_level;               /* default 1 */
+    /* result cache (src/cache, docs/cache.md) */
+    char *cache;                /* on|off; default on */
+    uint64_t cache_max_bytes;   /* total bytes; 0 = 10% of the memory budget (default) */
+    int cache_max_entries_per_db; /* entries per database; default 2000 */
+    uint64_t cache_max_entry_bytes; /* larger results stream through uncached; default 8 MiB */
+    uint64_t cache_ttl_s;       /* backstop lifetime of an entry; default 30 days */
     /* bookkeeping for `config check`, filled by the loader */
     char *config_path;          /* INI file that was read; NULL when none */
-    unsigned char source_[64];  /* private: dg_config_source_t per setting, in table order */
+    unsigned char source_[192]; /* private: dg_config_source_t per setting, in table order */
 } dg_config_t;
 
 /* Where a value came from, for `config check`. */

@@ -3,7 +3,7 @@
  * `config check` listing and the help text, so a new setting is one new row.
  *
  * Invariants: every numeric setting is validated against [min, max] whatever its source; every
- * string setting but trusted_proxies is non-empty once loaded; source_[i] says where row i's
+ * string setting whose default is not "" is non-empty once loaded; source_[i] says where row i's
  * value came from.
  * Thread affinity: loading is single-threaded (at start); a loaded config is read-only. */
 #include <errno.h>
@@ -45,9 +45,33 @@ typedef struct {
 #define GIB (UINT64_C(1) << 30)
 #define TIB (UINT64_C(1) << 40)
 
+/* The per-role overrides of one role (docs/auth.md "Per-role limits"); 0 or "" = global. */
+/* One setting per line reads better than one field per line. */
+/* clang-format off */
+#define ROLE_SETTINGS(role, i)                                                                     \
+    {role "_timeout_ms", K_MS, OFF(roles[i].timeout_ms), "0", 0, 86400000, false, "MS",            \
+     role " callers: deadline default and ceiling (0 = timeout_ms)"},                              \
+    {role "_max_rows", K_U64, OFF(roles[i].max_rows), "0", 0, UINT64_MAX, false, "N",              \
+     role " callers: row cap per result (0 = max_rows)"},                                          \
+    {role "_max_result_bytes", K_BYTES, OFF(roles[i].max_result_bytes), "0", 0, 64 * GIB, false,   \
+     "BYTES", role " callers: JSON document cap (0 = max_result_bytes)"},                          \
+    {role "_max_concurrent", K_INT, OFF(roles[i].max_concurrent), "0", 0, 1000000, false, "N",     \
+     role " callers: queries at once per principal (0 = max_concurrent)"},                         \
+    {role "_rate_per_min", K_INT, OFF(roles[i].rate_per_min), "0", 0, 100000000, false, "N",       \
+     role " callers: sustained rate per principal (0 = rate_per_min)"},                            \
+    {role "_rate_burst_per_s", K_INT, OFF(roles[i].rate_burst_per_s), "0", 0, 1000000, false, "N", \
+     role " callers: burst rate per principal (0 = rate_burst_per_s)"},                            \
+    {role "_databases", K_STR, OFF(roles[i].databases), "", 0, 0, false, "LIST",                   \
+     role " callers: comma-separated databases they may use, intersected with their "             \
+          "credential's scope (empty: every database)"}
+/* clang-format on */
+
 static const setting_t settings[] = {
     {"data_dir", K_STR, OFF(data_dir), "data", 0, 0, false, "DIR",
      "directory holding the NAME.duckdb files to serve"},
+    {"queries_dir", K_STR, OFF(queries_dir), "queries", 0, 0, false, "DIR",
+     "named queries: DIR/DB/NAME.sql served as /api/q/DB/NAME (missing = none; reloaded on "
+     "change and SIGHUP)"},
     {"listen", K_LISTEN, OFF(listen), "127.0.0.1:8080", 0, 0, false, "HOST:PORT",
      "address to listen on ([::1]:PORT for IPv6; port 0 picks a free port)"},
     {"state_dir", K_STR, OFF(state_dir), NULL, 0, 0, false, "DIR",
@@ -117,10 +141,34 @@ static const setting_t settings[] = {
     {"metrics_listen", K_STR, OFF(metrics_listen), "main", 0, 0, false, "HOST:PORT",
      "where GET /metrics is served: main (the main listener), a separate HOST:PORT, or off "
      "(no /metrics and no request metrics)"},
+    {"query_log", K_STR, OFF(query_log), "on", 0, 0, false, "on|off",
+     "query log: one row per query, kept in STATE_DIR/query_log.duckdb, read by admins with "
+     "GET /api/admin/queries"},
+    {"query_log_buffer", K_INT, OFF(query_log_buffer), "10000", 1, 10000000, false, "N",
+     "query log rows held in memory until engine 0 stored them (the oldest are dropped when "
+     "full)"},
+    {"query_log_sql_bytes", K_BYTES, OFF(query_log_sql_bytes), "4KiB", 0, 64 * KIB, false,
+     "BYTES", "SQL text kept per query log row; longer text is cut"},
+    {"query_log_retention_days", K_INT, OFF(query_log_retention_days), "30", 0, 36500, false,
+     "DAYS", "query log rows older than this are deleted (0 = no age limit)"},
+    {"query_log_max_rows", K_U64, OFF(query_log_max_rows), "0", 0, UINT64_MAX, false, "N",
+     "only the newest N query log rows are kept (0 = no cap)"},
+    {"slow_query_ms", K_MS, OFF(slow_query_ms), "1000", 0, 86400000, false, "MS",
+     "queries taking at least this long get a WARN log line (0 = none)"},
     {"zstd_level", K_INT, OFF(zstd_level), "1", 1, 19, false, "N",
      "zstd level for Accept-Encoding: zstd (1 is fastest and, on result data, best per CPU)"},
     {"gzip_level", K_INT, OFF(gzip_level), "1", 1, 9, false, "N", "gzip level"},
     {"br_level", K_INT, OFF(br_level), "1", 0, 11, false, "N", "brotli quality"},
+    {"cache", K_STR, OFF(cache), "on", 0, 0, false, "on|off",
+     "result cache: repeated deterministic queries are answered from memory (docs/cache.md)"},
+    {"cache_max_bytes", K_BYTES, OFF(cache_max_bytes), "0", 0, 1024 * GIB, false, "BYTES",
+     "result cache size (0 = 10% of the memory budget)"},
+    {"cache_max_entries_per_db", K_INT, OFF(cache_max_entries_per_db), "2000", 1, 10000000,
+     false, "N", "result cache entries per database (least recently used go first)"},
+    {"cache_max_entry_bytes", K_BYTES, OFF(cache_max_entry_bytes), "8MiB", 1, 64 * GIB, false,
+     "BYTES", "larger results stream through uncached"},
+    {"cache_ttl_s", K_U64, OFF(cache_ttl_s), "2592000", 1, 315360000, false, "S",
+     "lifetime of a cache entry, a backstop only: a data change makes entries unreachable at once"},
     {"auth", K_STR, OFF(auth), "off", 0, 0, false, "off|on",
      "on: API keys decide roles; off: every caller gets public_role (refused on a non-loopback "
      "listen unless allow_public)"},
@@ -132,6 +180,31 @@ static const setting_t settings[] = {
     {"keys_file", K_STR, OFF(keys_file), NULL, 0, 0, false, "FILE",
      "API key file managed by `duckgate keys` (default STATE_DIR/keys.json); re-read when it "
      "changes"},
+    {"jwt_secret_file", K_STR, OFF(jwt_secret_file), "", 0, 0, false, "FILE",
+     "JWT: file holding the HS256 secret (at least 32 bytes; a final newline is ignored)"},
+    {"jwt_public_key_file", K_STR, OFF(jwt_public_key_file), "", 0, 0, false, "FILE",
+     "JWT: PEM public key (RSA >= 2048 bits for RS256, EC P-256 for ES256)"},
+    {"jwt_jwks_file", K_STR, OFF(jwt_jwks_file), "", 0, 0, false, "FILE",
+     "JWT: local JWKS file (RSA and EC P-256 keys, chosen by the token's kid)"},
+    {"jwt_algorithms", K_STR, OFF(jwt_algorithms), "", 0, 0, false, "LIST",
+     "JWT: accepted algorithms, a comma list of HS256, RS256, ES256 (empty: what the keys "
+     "allow)"},
+    {"jwt_leeway_s", K_INT, OFF(jwt_leeway_s), "30", 0, 3600, false, "S",
+     "JWT: clock skew allowed when checking exp and nbf"},
+    {"jwt_issuer", K_STR, OFF(jwt_issuer), "", 0, 0, false, "ISS",
+     "JWT: required iss claim (empty: not checked)"},
+    {"jwt_audience", K_STR, OFF(jwt_audience), "", 0, 0, false, "AUD",
+     "JWT: required aud (the claim may be a string or an array; empty: not checked)"},
+    {"jwt_role_claim", K_STR, OFF(jwt_role_claim), "role", 0, 0, false, "NAME",
+     "JWT: claim holding the role (viewer, analyst or admin)"},
+    {"jwt_db_claim", K_STR, OFF(jwt_db_claim), "dbs", 0, 0, false, "NAME",
+     "JWT: claim holding the database scope, an array of names (absent: every database)"},
+    {"max_concurrent", K_INT, OFF(max_concurrent), "0", 0, 1000000, false, "N",
+     "queries running at once per principal (0 = no limit); more get 429 TOO_MANY_CONCURRENT"},
+    ROLE_SETTINGS("public", 0),
+    ROLE_SETTINGS("viewer", 1),
+    ROLE_SETTINGS("analyst", 2),
+    ROLE_SETTINGS("admin", 3),
     {"rate_limit", K_STR, OFF(rate_limit), "on", 0, 0, false, "on|off",
      "per-client token buckets on /api routes (429 RATE_LIMITED when both are not satisfied)"},
     {"rate_burst_per_s", K_INT, OFF(rate_burst_per_s), "20", 1, 1000000, false, "N",
@@ -141,6 +214,16 @@ static const setting_t settings[] = {
     {"trusted_proxies", K_STR, OFF(trusted_proxies), "", 0, 0, false, "CIDRS",
      "comma-separated CIDRs (IPv4/IPv6) of reverse proxies whose forwarded_header is believed "
      "(empty: none)"},
+    {"read_write_databases", K_STR, OFF(read_write_databases), "", 0, 0, false, "LIST",
+     "comma-separated database names served read-write: engine 0 alone opens them, admin "
+     "writes run there, reads run in read-only transactions (empty: all read-only)"},
+    {"max_jobs", K_INT, OFF(max_jobs), "2", 1, 64, false, "N",
+     "admin jobs (POST /api/admin/jobs) running at once; more wait queued"},
+    {"job_retention_s", K_INT, OFF(job_retention_s), "3600", 1, 31 * 86400, false, "S",
+     "finished admin jobs stay listed this long (at most 1000 are kept)"},
+    {"import_dirs", K_STR, OFF(import_dirs), "", 0, 0, false, "DIRS",
+     "comma-separated directories whose plain files admins may import into read-write "
+     "databases (POST /api/admin/import/{db}; empty: no imports)"},
     {"forwarded_header", K_STR, OFF(forwarded_header), "X-Forwarded-For", 0, 0, false, "NAME",
      "header a trusted proxy puts the client address in (comma list; right-most untrusted "
      "address wins)"},
@@ -209,7 +292,10 @@ dg_rc_t dg_config_set(dg_config_t *cfg, const char *name, const char *value, dg_
     uint64_t v = 0;
     switch (s->kind) {
     case K_STR:
-        if (value[0] == '\0' && strcmp(s->name, "trusted_proxies") != 0) {
+        /* A setting whose default is "" may be set empty (it means "unset" or "none"). */
+        if (value[0] == '\0' && !(s->def && s->def[0] == '\0') &&
+            strcmp(s->name, "trusted_proxies") != 0 &&
+            strcmp(s->name, "read_write_databases") != 0 && strcmp(s->name, "import_dirs") != 0) {
             return dg_error_set(err, DG_CONFIG, "%s: empty value for %s", where, s->name);
         }
         if (strcmp(s->name, "access_log") == 0 && strcmp(value, "off") != 0 &&
@@ -218,11 +304,17 @@ dg_rc_t dg_config_set(dg_config_t *cfg, const char *name, const char *value, dg_
                 err, DG_CONFIG,
                 "%s: bad value \"%.64s\" for access_log: expected off, text or json", where, value);
         }
-        if (strcmp(s->name, "rate_limit") == 0 && strcmp(value, "on") != 0 &&
+        if (strcmp(s->name, "query_log") == 0 && strcmp(value, "on") != 0 &&
             strcmp(value, "off") != 0) {
             return dg_error_set(err, DG_CONFIG,
-                                "%s: bad value \"%.64s\" for rate_limit: expected on or off",
+                                "%s: bad value \"%.64s\" for query_log: expected on or off",
                                 where, value);
+        }
+        if ((strcmp(s->name, "rate_limit") == 0 || strcmp(s->name, "cache") == 0) &&
+            strcmp(value, "on") != 0 && strcmp(value, "off") != 0) {
+            return dg_error_set(err, DG_CONFIG,
+                                "%s: bad value \"%.64s\" for %s: expected on or off", where,
+                                value, s->name);
         }
         if ((strcmp(s->name, "auth") == 0 && strcmp(value, "off") != 0 &&
              strcmp(value, "on") != 0) ||

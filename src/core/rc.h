@@ -42,7 +42,11 @@
     X(URI_TOO_LONG, 30, 414, "the request URL is too long")                                        \
     X(HEADERS_TOO_LARGE, 31, 431, "the request headers are too large")                             \
     X(NOT_READY, 32, 503, "the server is not ready")                                               \
-    X(PROTOCOL, 33, 502, "engine protocol error")
+    X(PROTOCOL, 33, 502, "engine protocol error")                                                  \
+    X(READ_ONLY_DATABASE, 34, 409, "the database is served read-only")                         \
+    X(BAD_SNAPSHOT, 35, 422, "the new database file cannot be served; the old one keeps serving") \
+    X(TOO_MANY_CONCURRENT, 36, 429, "too many queries running at once for this caller")            \
+    X(INVALID_PARAMS, 37, 422, "invalid parameters for the named query")
 
 typedef enum {
 #define DG_RC_ENUM(name, num, http, msg) DG_##name = num,

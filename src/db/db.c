@@ -319,6 +319,11 @@ dg_rc_t dg_db_open(const dg_db_opts_t *opts, dg_db_t **out, dg_error_t *err)
         goto out;
     }
     db->has_export_lock = true;
+    if (pthread_mutex_init(&db->named_lock, NULL) != 0) {
+        rc = dg_error_set(err, DG_NOMEM, "could not create a mutex");
+        goto out;
+    }
+    db->has_named_lock = true;
     atomic_init(&db->export_seq, 0);
     db->read_only = opts->read_only;
     db->name = file_stem(opts->path);
@@ -380,6 +385,11 @@ void dg_db_close(dg_db_t *db)
     dg_db__checkers_free(db);
     if (db->has_check_lock) {
         pthread_mutex_destroy(&db->check_lock);
+    }
+    /* Named-query connections before the instance: they would keep the file open. */
+    dg_db__named_close(db);
+    if (db->has_named_lock) {
+        pthread_mutex_destroy(&db->named_lock);
     }
     if (db->inst) {
         duckdb_close(&db->inst);

@@ -55,12 +55,40 @@ typedef struct dg_db_query {
      * dg_db_query_start has not returned yet (no cursor exists then); it is polled between
      * execution tasks. Once the cursor exists, use dg_db_cursor_interrupt. */
     const _Atomic int *interrupt;
+    /* Admin mode only, optional (NULL = none). Set to true as soon as a statement that is not a
+     * SELECT is started, even if it then fails: the caller must assume data may have changed. */
+    bool *changes;
+    /* Optional: called on the starting thread between execution tasks with DuckDB's progress
+     * of the running statement (0..100, or -1 when unknown), so the caller can report it while
+     * dg_db_query_start has not returned yet. It must not call back into the cursor. Setting it
+     * also turns on DuckDB's progress tracking for the query's connection (otherwise
+     * dg_db_cursor_progress stays -1). */
+    void (*on_progress)(void *ctx, double pct);
+    void *progress_ctx;
+    /* Optional (NULL = none): the declared types of named parameters as a JSON object
+     * {"name": "INTEGER" | "VARCHAR[]" | ...} (BOOLEAN, TINYINT, SMALLINT, INTEGER, BIGINT,
+     * DOUBLE, VARCHAR, DATE, TIMESTAMP, T[]). When set, params_json must be an object with a
+     * value for exactly these names, in the typed forms of src/named/named.h (DATE = days and
+     * TIMESTAMP = microseconds since 1970-01-01, lists = arrays, null = NULL), and each is
+     * bound as a value of its declared type. */
+    const char *param_types;
+    size_t param_types_len;
 } dg_db_query_t;
 
 typedef struct dg_db_cursor dg_db_cursor_t;
 
+/* A named query (db_named.c): like dg_db_query_start, but on a long-lived connection of db's
+ * pool with the prepared statement cached by SQL text (checked once per connection: exactly one
+ * statement, of type SELECT; no sandbox parse check, the SQL is the data owner's). q->mode is
+ * ignored; q->param_types is normally set. The pool is freed by dg_db_close, so statements never
+ * outlive their instance. Errors as dg_db_query_start. */
+dg_rc_t dg_db_named_start(dg_db_t *db, const dg_db_query_t *q, dg_db_cursor_t **out,
+                          dg_error_t *err);
+
 /* Checks (read-only mode: sandbox parse check, one statement, statement type SELECT), prepares,
- * binds the parameters and starts streaming execution. Returns once the query has produced its
+ * binds the parameters and starts streaming execution. In admin mode the SQL may hold several
+ * statements: all but the last run to completion first (results discarded; parameters are then
+ * refused with DG_BAD_PARAMS), and the cursor streams the last one. Returns once the query has produced its
  * result schema (execution may continue lazily in dg_db_cursor_next). DuckDB's streaming result
  * becomes ready only when its buffer of first rows is full or the query has finished, so this
  * call may run for the whole query (an aggregate, a sort): to bound it, pass q->interrupt.
@@ -81,6 +109,15 @@ dg_rc_t dg_db_cursor_next(dg_db_cursor_t *c, const dg_batch_t **out_batch, dg_er
 void dg_db_cursor_interrupt(dg_db_cursor_t *c, dg_rc_t reason);
 /* Query progress in percent (0..100), or -1 when unknown. Safe from any thread while alive. */
 double dg_db_cursor_progress(dg_db_cursor_t *c);
+/* True when the sandbox walk found the statement deterministic: no volatile function (random(),
+ * now(), current_date, ...) and no sampling, so its result depends only on the data and may be
+ * cached (docs/cache.md). False for trusted (admin) SQL, which is not classified. */
+bool dg_db_cursor_is_deterministic(const dg_db_cursor_t *c);
+/* The same classification for SQL that runs trusted (named queries): true only when the
+ * statement passes the sandbox parse check and is deterministic; anything the check refuses
+ * counts as not deterministic. Costs one parse (json_serialize_sql): call it once per
+ * statement, not per execution. Thread-safe. */
+bool dg_db_sql_is_deterministic(dg_db_t *db, const char *sql, size_t sql_len);
 /* Destroys the result, prepared statement and connection. NULL is allowed. */
 void dg_db_cursor_free(dg_db_cursor_t *c);
 

@@ -176,3 +176,68 @@ const dg_db__fn_t *dg_db__fn_denied(const char *name)
     }
     return NULL;
 }
+
+/* ---- functions whose result can change without a data change (the result cache) ----
+ * DuckDB's own stability column lists most (VOLATILE, CONSISTENT_WITHIN_QUERY); the unit test
+ * (tests/unit/cache/test_volatile.c) fails when it lists one that is missing here. The rest are
+ * names DuckDB marks CONSISTENT although they read the clock (ICU's local time functions, age()
+ * with one argument), macros over such functions, and the SQL keywords that bind to them when
+ * written without parentheses (current_timestamp, localtime, ...). */
+const char *const dg_db__volatile_fns[] = {
+    /* DuckDB: VOLATILE */
+    "current_connection_id",
+    "current_query",
+    "current_query_id",
+    "current_transaction_id",
+    "currval",
+    "error",
+    "gen_random_uuid",
+    "nextval",
+    "random",
+    "setseed",
+    "stats",
+    "uuid",
+    "uuidv4",
+    "uuidv7",
+    "write_log",
+    /* DuckDB: CONSISTENT_WITHIN_QUERY */
+    "current_database",
+    "current_date",
+    "current_schema",
+    "current_schemas",
+    "get_current_time",
+    "get_current_timestamp",
+    "in_search_path",
+    "now",
+    "today",
+    "transaction_timestamp",
+    "txid_current",
+    /* marked CONSISTENT but read the clock */
+    "current_localtime",
+    "current_localtimestamp",
+    "age",
+    /* macros over the above, and keywords that bind to them without parentheses */
+    "pg_conf_load_time",
+    "pg_postmaster_start_time",
+    "current_catalog",
+    "current_role",
+    "current_user",
+    "session_user",
+    "user",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+};
+
+const size_t dg_db__n_volatile_fns = sizeof dg_db__volatile_fns / sizeof dg_db__volatile_fns[0];
+
+bool dg_db__fn_is_volatile(const char *name)
+{
+    for (size_t i = 0; i < dg_db__n_volatile_fns; i++) {
+        if (strcasecmp(dg_db__volatile_fns[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}

@@ -57,6 +57,10 @@ struct dg_db {
     duckdb_database export_inst;
     char *export_dir;          /* realpath of the directory COPY may write to */
     _Atomic uint64_t export_seq; /* makes export file names unique within the process */
+    /* Named queries (db_named.c): idle long-lived connections with their cached statements. */
+    pthread_mutex_t named_lock;
+    bool has_named_lock;
+    struct dg_db__ncon *named_idle;
 };
 
 
@@ -89,6 +93,13 @@ extern const size_t dg_db__n_fns;
 const dg_db__fn_t *dg_db__fn_find(const char *name, dg_db__fn_kind_t kind);
 /* The first DENY entry for name of any kind, or NULL. */
 const dg_db__fn_t *dg_db__fn_denied(const char *name);
+/* Functions whose result can change without a data change (DuckDB stability VOLATILE or
+ * CONSISTENT_WITHIN_QUERY, plus the ones DuckDB marks CONSISTENT wrongly): a statement that
+ * calls one is never cached (docs/cache.md). */
+extern const char *const dg_db__volatile_fns[];
+extern const size_t dg_db__n_volatile_fns;
+/* True when name (ASCII case-insensitive) is in dg_db__volatile_fns. */
+bool dg_db__fn_is_volatile(const char *name);
 
 /* ---- Sandbox (db_sandbox.c) ---- */
 
@@ -104,6 +115,13 @@ const dg_db__fn_t *dg_db__fn_denied(const char *name);
  * DG_OK, DG_NOT_READ_ONLY (message names the rule and the function/table), DG_SQL_ERROR,
  * DG_MULTIPLE_STATEMENTS, DG_NOMEM, DG_INTERNAL. Thread-safe. */
 dg_rc_t dg_db__sandbox_check(dg_db_t *db, const char *sql, size_t sql_len, dg_error_t *err);
+/* dg_db__sandbox_check that also classifies the statement: *out_volatile (may be NULL) is true
+ * when it calls a volatile function (as a call or as a bare keyword like current_date) or
+ * samples rows (USING SAMPLE, TABLESAMPLE). */
+dg_rc_t dg_db__sandbox_check_ex(dg_db_t *db, const char *sql, size_t sql_len, bool *out_volatile,
+                                dg_error_t *err);
+/* The classification alone on a json_serialize_sql tree (exposed for tests). */
+bool dg_db__tree_is_volatile(const char *json, size_t json_len);
 /* Releases the idle checkers (dg_db_close). */
 void dg_db__checkers_free(dg_db_t *db);
 /* The walk alone, on the JSON text json_serialize_sql produced (exposed for tests). */
@@ -152,6 +170,12 @@ struct dg_db_cursor {
     /* Arrow output (db_arrow.c): created on first use from the result, so the schema and every
      * array are produced with the same settings; destroyed in dg_db_cursor_free. */
     duckdb_arrow_options arrow_opts;
+    /* Named queries: con and ps are borrowed from this pooled connection, which
+     * dg_db_cursor_free returns to the pool instead of destroying them. NULL otherwise. */
+    struct dg_db__ncon *named;
+    /* The statement's result depends only on the data (no volatile function, no sampling), as
+     * classified by the sandbox walk; false when unknown (trusted SQL). The cache relies on it. */
+    bool is_deterministic;
 };
 
 /* Loads DuckDB's keyword list once per process (type names quote keyword member names).
@@ -183,12 +207,29 @@ dg_rc_t dg_db__config_new(const dg_db_t *db, const char *temp_dir, bool is_sandb
  * dg_db_cursor_free) holds the connection and the bound prepared statement; NULL on error. */
 dg_rc_t dg_db__query_prepare(dg_db_t *db, const dg_db_query_t *q, bool untrusted,
                              dg_db_cursor_t **out, dg_error_t *err);
+/* The one wrapper of DuckDB's deprecated streaming entry point (STYLE.md): a pending result
+ * whose chunks are produced as they are fetched (cursors, imports). */
+duckdb_state dg_db__pending_streaming(duckdb_prepared_statement ps, duckdb_pending_result *out);
 /* Binds q's parameters to ps exactly as dg_db_query_start does. DG_BAD_PARAMS. */
 dg_rc_t dg_db__bind_params(duckdb_prepared_statement ps, const dg_db_query_t *q, dg_error_t *err);
 /* The one fetch path of a cursor: destroys the previous chunk and leaves the next non-empty
  * chunk in c->chunk (cursor-owned), or NULL at the end of the result. Interrupt and error
  * semantics of dg_db_cursor_next. */
 dg_rc_t dg_db__cursor_fetch(dg_db_cursor_t *c, dg_error_t *err);
+/* Starts streaming execution of c's bound prepared statement (the second half of
+ * dg_db_query_start): on success *out = c; on error c is freed. */
+dg_rc_t dg_db__cursor_start(dg_db_cursor_t *c, const dg_db_query_t *q, dg_db_cursor_t **out,
+                            dg_error_t *err);
+
+/* ---- Named queries (db_named.c) ---- */
+
+typedef struct dg_db__ncon dg_db__ncon_t;
+/* Returns a pooled connection (dg_db_cursor_free of a named cursor). Any thread. */
+void dg_db__named_put(dg_db_t *db, dg_db__ncon_t *nc);
+/* Frees the idle pool (dg_db_close; every named cursor must be freed first). */
+void dg_db__named_close(dg_db_t *db);
+/* Binds q's params object by q->param_types (see dg_db_query_t). DG_BAD_PARAMS. */
+dg_rc_t dg_db__bind_typed(duckdb_prepared_statement ps, const dg_db_query_t *q, dg_error_t *err);
 
 /* ---- Export (db_export.c) ---- */
 

@@ -19,7 +19,7 @@
 
 /* The only call of the deprecated streaming entry point (STYLE.md: exactly one wrapper). It is
  * the one way in 1.4 to get a result whose chunks are produced as they are fetched. */
-static duckdb_state pending_streaming(duckdb_prepared_statement ps, duckdb_pending_result *out)
+duckdb_state dg_db__pending_streaming(duckdb_prepared_statement ps, duckdb_pending_result *out)
 {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
@@ -79,6 +79,9 @@ static bool params_positional(duckdb_prepared_statement ps, idx_t np)
 
 dg_rc_t dg_db__bind_params(duckdb_prepared_statement ps, const dg_db_query_t *q, dg_error_t *err)
 {
+    if (q->param_types && q->param_types_len > 0) {
+        return dg_db__bind_typed(ps, q, err); /* named queries: declared types (db_named.c) */
+    }
     idx_t np = duckdb_nparams(ps);
     json_error_t jerr;
     json_t *root = NULL;
@@ -189,14 +192,19 @@ static dg_rc_t build_schema(dg_db_cursor_t *c)
     return DG_OK;
 }
 
-/* Drives execution until the result is ready, polling the interrupt reasons between tasks. */
-static dg_rc_t run_pending(dg_db_cursor_t *c, const _Atomic int *extern_reason, dg_error_t *err)
+/* Drives execution until the result is ready, polling the interrupt reasons between tasks and
+ * reporting progress when the caller asked for it. */
+static dg_rc_t run_pending(dg_db_cursor_t *c, const dg_db_query_t *q, dg_error_t *err)
 {
+    const _Atomic int *extern_reason = q->interrupt;
     for (;;) {
         int r = poll_reason(c, extern_reason);
         if (r) {
             duckdb_interrupt(c->con);
             return dg_error_set(err, (dg_rc_t)r, "%s", dg_rc_message((dg_rc_t)r));
+        }
+        if (q->on_progress) {
+            q->on_progress(q->progress_ctx, dg_db_cursor_progress(c));
         }
         duckdb_pending_state st = duckdb_pending_execute_task(c->pending);
         if (st == DUCKDB_PENDING_RESULT_READY) {
@@ -225,6 +233,62 @@ static dg_rc_t check_sql_text(const dg_db_query_t *q, dg_error_t *err)
     return DG_OK;
 }
 
+/* Admin mode: a statement that is not a SELECT may change data (the caller bumps the data
+ * version). Marked before it runs, so a failure half-way still counts. */
+static void note_changes(duckdb_prepared_statement ps, const dg_db_query_t *q)
+{
+    if (q->mode == DG_DB_MODE_ADMIN && q->changes &&
+        duckdb_prepared_statement_type(ps) != DUCKDB_STATEMENT_TYPE_SELECT) {
+        *q->changes = true;
+    }
+}
+
+/* Admin scripts: runs statements [0, n) of ext to completion on c's connection, discarding
+ * their results, interruptible like the last statement. Parameters would be ambiguous across
+ * statements, so a script takes none. */
+static dg_rc_t run_script_head(dg_db_cursor_t *c, duckdb_extracted_statements ext, idx_t n,
+                               const dg_db_query_t *q, dg_error_t *err)
+{
+    if (q->params_json && q->params_len > 0) {
+        return dg_error_set(err, DG_BAD_PARAMS,
+                            "parameters are only allowed with a single SQL statement");
+    }
+    dg_rc_t rc = DG_OK;
+    for (idx_t i = 0; i < n && rc == DG_OK; i++) {
+        duckdb_prepared_statement ps = NULL;
+        duckdb_result res;
+        bool has_res = false;
+        if (duckdb_prepare_extracted_statement(c->con, ext, i, &ps) != DuckDBSuccess) {
+            rc = dg_db__error(c->db, -1, duckdb_prepare_error(ps), 0, err);
+        }
+        if (rc == DG_OK) {
+            note_changes(ps, q);
+            if (duckdb_pending_prepared(ps, &c->pending) != DuckDBSuccess) {
+                rc = dg_db__error(c->db, -1, duckdb_pending_error(c->pending), 0, err);
+            }
+        }
+        if (rc == DG_OK) {
+            rc = run_pending(c, q, err);
+        }
+        if (rc == DG_OK) {
+            has_res = true;
+            if (duckdb_execute_pending(c->pending, &res) != DuckDBSuccess) {
+                rc = dg_db__error(c->db, (int)duckdb_result_error_type(&res),
+                                  duckdb_result_error(&res), poll_reason(c, q->interrupt), err);
+            }
+        }
+        if (has_res) {
+            duckdb_destroy_result(&res);
+        }
+        if (c->pending) {
+            duckdb_destroy_pending(&c->pending);
+            c->pending = NULL;
+        }
+        duckdb_destroy_prepare(&ps);
+    }
+    return rc;
+}
+
 dg_rc_t dg_db__query_prepare(dg_db_t *db, const dg_db_query_t *q, bool untrusted,
                              dg_db_cursor_t **out, dg_error_t *err)
 {
@@ -248,10 +312,12 @@ dg_rc_t dg_db__query_prepare(dg_db_t *db, const dg_db_query_t *q, bool untrusted
     atomic_init(&c->reason, 0);
     if (untrusted) {
         /* Layer 2: nothing reaches the binder before the parse tree has been checked. */
-        rc = dg_db__sandbox_check(db, q->sql, q->sql_len, err);
+        bool is_volatile = true;
+        rc = dg_db__sandbox_check_ex(db, q->sql, q->sql_len, &is_volatile, err);
         if (rc != DG_OK) {
             goto out;
         }
+        c->is_deterministic = !is_volatile;
     }
     /* Layer 4: a fresh connection; session state (variables, temp objects, prepared statements)
      * dies with it. */
@@ -259,6 +325,23 @@ dg_rc_t dg_db__query_prepare(dg_db_t *db, const dg_db_query_t *q, bool untrusted
         c->con = NULL;
         rc = dg_error_set(err, DG_INTERNAL, "could not connect to the database");
         goto out;
+    }
+    if (q->on_progress) {
+        /* DuckDB tracks query progress only with the progress bar on, a connection setting;
+         * these pragmas set it (never printed) on this connection even with the configuration
+         * locked. Only callers that report progress pay for the tracking. */
+        static const char *const pragmas[] = {"PRAGMA enable_progress_bar",
+                                              "PRAGMA disable_print_progress_bar"};
+        for (size_t i = 0; i < 2 && rc == DG_OK; i++) {
+            duckdb_result pr;
+            if (duckdb_query(c->con, pragmas[i], &pr) != DuckDBSuccess) {
+                rc = dg_error_set(err, DG_INTERNAL, "could not enable query progress");
+            }
+            duckdb_destroy_result(&pr);
+        }
+        if (rc != DG_OK) {
+            goto out;
+        }
     }
     if (untrusted && !db->read_only) {
         /* On a read-write instance, untrusted reads run in a read-only transaction; it is
@@ -279,14 +362,21 @@ dg_rc_t dg_db__query_prepare(dg_db_t *db, const dg_db_query_t *q, bool untrusted
                : dg_error_set(err, DG_SQL_ERROR, "the SQL holds no statement");
         goto out;
     }
-    if (n > 1) {
+    if (n > 1 && untrusted) {
         rc = dg_error_set(err, DG_MULTIPLE_STATEMENTS, "exactly one SQL statement is allowed");
         goto out;
     }
-    if (duckdb_prepare_extracted_statement(c->con, ext, 0, &c->ps) != DuckDBSuccess) {
+    if (n > 1) {
+        rc = run_script_head(c, ext, n - 1, q, err);
+        if (rc != DG_OK) {
+            goto out;
+        }
+    }
+    if (duckdb_prepare_extracted_statement(c->con, ext, n - 1, &c->ps) != DuckDBSuccess) {
         rc = dg_db__error(db, -1, duckdb_prepare_error(c->ps), 0, err);
         goto out;
     }
+    note_changes(c->ps, q);
     if (untrusted && duckdb_prepared_statement_type(c->ps) != DUCKDB_STATEMENT_TYPE_SELECT) {
         rc = dg_error_set(err, DG_NOT_READ_ONLY,
                           "only SELECT statements are allowed (statement type rule)");
@@ -317,11 +407,21 @@ dg_rc_t dg_db_query_start(dg_db_t *db, const dg_db_query_t *q, dg_db_cursor_t **
     if (rc != DG_OK) {
         return rc;
     }
-    if (pending_streaming(c->ps, &c->pending) != DuckDBSuccess) {
+    return dg_db__cursor_start(c, q, out, err);
+}
+
+dg_rc_t dg_db__cursor_start(dg_db_cursor_t *c, const dg_db_query_t *q, dg_db_cursor_t **out,
+                            dg_error_t *err)
+{
+    dg_rc_t rc;
+    dg_db_t *db = c->db;
+
+    *out = NULL;
+    if (dg_db__pending_streaming(c->ps, &c->pending) != DuckDBSuccess) {
         rc = dg_db__error(db, -1, duckdb_pending_error(c->pending), 0, err);
         goto out;
     }
-    rc = run_pending(c, q->interrupt, err);
+    rc = run_pending(c, q, err);
     if (rc != DG_OK) {
         goto out;
     }
@@ -431,6 +531,19 @@ double dg_db_cursor_progress(dg_db_cursor_t *c)
     return p.percentage > 100 ? 100 : p.percentage;
 }
 
+bool dg_db_cursor_is_deterministic(const dg_db_cursor_t *c)
+{
+    return c && c->is_deterministic;
+}
+
+bool dg_db_sql_is_deterministic(dg_db_t *db, const char *sql, size_t sql_len)
+{
+    bool is_volatile = true;
+    dg_error_t err;
+    dg_error_clear(&err);
+    return dg_db__sandbox_check_ex(db, sql, sql_len, &is_volatile, &err) == DG_OK && !is_volatile;
+}
+
 void dg_db_cursor_free(dg_db_cursor_t *c)
 {
     if (!c) {
@@ -447,6 +560,13 @@ void dg_db_cursor_free(dg_db_cursor_t *c)
     }
     if (c->pending) {
         duckdb_destroy_pending(&c->pending);
+    }
+    if (c->named) {
+        /* Borrowed from the named-query pool: the statement stays cached, no value bound. */
+        duckdb_clear_bindings(c->ps);
+        dg_db__named_put(c->db, c->named);
+        c->ps = NULL;
+        c->con = NULL;
     }
     if (c->ps) {
         duckdb_destroy_prepare(&c->ps);

@@ -486,7 +486,89 @@ static dg_rc_t count_statements(dg_db_t *db, duckdb_connection con, const char *
     return rc;
 }
 
+/* ---- determinism, for the result cache ----
+ * A statement is deterministic when its result depends only on the data: it calls no volatile
+ * function (db_funcs.c), names none of the SQL keywords that bind to one when written without
+ * parentheses (DuckDB reads `current_date` as a column reference first), and samples no rows.
+ * Unknown shapes cannot make a volatile call look deterministic: every function_name anywhere
+ * in the tree is checked. */
+static const char *const value_keywords[] = {
+    "current_date",   "current_time",   "current_timestamp",
+    "localtime",      "localtimestamp", "current_catalog",
+    "current_schema", "current_role",   "current_user",
+    "session_user",   "user",
+};
+
+static bool is_value_keyword(const char *name)
+{
+    for (size_t i = 0; i < sizeof value_keywords / sizeof value_keywords[0]; i++) {
+        if (strcasecmp(value_keywords[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool volatile_walk(const json_t *v, int depth)
+{
+    if (depth > DG_DB__MAX_DEPTH + 8) {
+        return true; /* deeper than the sandbox admits: do not vouch for it */
+    }
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach(v, i, e)
+        {
+            if (volatile_walk(e, depth)) {
+                return true;
+            }
+        }
+        return false;
+    }
+    if (!json_is_object(v)) {
+        return false;
+    }
+    const char *fn = get_str(v, "function_name");
+    if (fn && dg_db__fn_is_volatile(fn)) {
+        return true;
+    }
+    const char *cls = get_str(v, "class");
+    if (cls && strcmp(cls, "COLUMN_REF") == 0) {
+        const json_t *names = json_object_get(v, "column_names");
+        const char *n0 = json_string_value(json_array_get(names, 0));
+        if (json_array_size(names) == 1 && n0 && is_value_keyword(n0)) {
+            return true;
+        }
+    }
+    if (json_is_object(json_object_get(v, "sample"))) {
+        return true; /* USING SAMPLE / TABLESAMPLE: a new sample per run */
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)(uintptr_t)v, key, val)
+    {
+        if (volatile_walk(val, depth + 1)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool dg_db__tree_is_volatile(const char *json, size_t json_len)
+{
+    json_t *root = json_loadb(json, json_len, JSON_DECODE_INT_AS_REAL, NULL);
+    bool is_volatile = !root || volatile_walk(json_object_get(root, "statements"), 0);
+    json_decref(root);
+    return is_volatile;
+}
+
 dg_rc_t dg_db__sandbox_check(dg_db_t *db, const char *sql, size_t sql_len, dg_error_t *err)
+{
+    return dg_db__sandbox_check_ex(db, sql, sql_len, NULL, err);
+}
+
+dg_rc_t dg_db__sandbox_check_ex(dg_db_t *db, const char *sql, size_t sql_len, bool *out_volatile,
+                                dg_error_t *err)
 {
     dg_db__checker_t chk = {NULL, NULL};
     duckdb_result res;
@@ -530,6 +612,9 @@ dg_rc_t dg_db__sandbox_check(dg_db_t *db, const char *sql, size_t sql_len, dg_er
     const char *json = dg_strval_data(sv, &len);
     rc = dg_db__sandbox_walk(db->catalog, (const char *const *)db->schemas, db->n_schemas, json,
                              len, err);
+    if (rc == DG_OK && out_volatile) {
+        *out_volatile = dg_db__tree_is_volatile(json, len);
+    }
     if (rc == DG_SQL_ERROR && err) {
         /* Re-record through the scrubber: parser messages quote the caller's SQL only, but
          * keep one path for every message that leaves the module. */

@@ -29,8 +29,16 @@ typedef struct dg_engines_opts {
     const char *self_exe;          /* path of this binary ("/proc/self/exe" is fine) */
 } dg_engines_opts_t;
 
+/* Read-write databases (cfg->read_write_databases, DESIGN §4) are opened READ_WRITE by this
+ * engine alone; the other engines do not open them, so every request for one must lease a slot
+ * of this engine (dg_engines_acquire_on). */
+#define DG_ENGINES_RW_OWNER 0
+/* True when db is listed in cfg->read_write_databases. Pure; any thread. */
+bool dg_engines_is_read_write(const dg_config_t *cfg, const char *db);
+
 /* Starts cfg->engines engine processes and waits until each has opened every database of
- * cfg->data_dir (or failed: DG_IO with the engine's message). */
+ * cfg->data_dir (or failed: DG_IO with the engine's message; DG_CONFIG when
+ * read_write_databases names a database that is not served). */
 dg_rc_t dg_engines_start(const dg_engines_opts_t *opts, dg_engines_t **out, dg_error_t *err);
 /* Stops admitting, waits up to drain_ms for leased slots to come back, then terminates the
  * engines and frees the pool. NULL is allowed. */
@@ -44,6 +52,12 @@ bool dg_engines_ready(dg_engines_t *p);
  * departed client does not keep its place in the queue. */
 dg_rc_t dg_engines_acquire(dg_engines_t *p, int client_fd, dg_slot_t **out,
                            int *out_retry_after_s);
+/* Like dg_engines_acquire, but only a slot of engine engine_idx (-1 = any engine): databases
+ * served read-write live in one engine only. It waits in the same bounded FIFO queue; a waiter
+ * for engine k keeps its place but does not hold up later waiters that can take a slot of
+ * another engine. DG_INTERNAL when engine_idx is out of range. */
+dg_rc_t dg_engines_acquire_on(dg_engines_t *p, int engine_idx, int client_fd, dg_slot_t **out,
+                              int *out_retry_after_s);
 /* Leases a free slot of engine idx without waiting (scrape-time stats): DG_OVERLOADED when that
  * engine has no free slot, is down, or requests are queued (they go first); DG_DRAINING. */
 dg_rc_t dg_engines_try_acquire(dg_engines_t *p, int idx, dg_slot_t **out);

@@ -102,6 +102,7 @@ typedef struct eng {
 
 typedef struct waiter {
     struct waiter *next;
+    int want;        /* engine index it may take a slot of; -1 = any */
     dg_slot_t *slot; /* set by dispatch() when a slot is handed off */
 } waiter_t;
 
@@ -187,11 +188,15 @@ static uint64_t as_limit_auto(uint64_t mem_share, size_t n_dbs, int slots, int t
 
 /* ---- free lists and admission (all under mu) ---------------------------------------------- */
 
-static dg_slot_t *take_best(dg_engines_t *p)
+/* Takes a free slot of engine `want` (-1: of the engine with the most free slots). */
+static dg_slot_t *take_best(dg_engines_t *p, int want)
 {
     eng_t *best = NULL;
     for (int i = 0; i < p->n_eng; i++) {
         eng_t *e = &p->eng[i];
+        if (want >= 0 && i != want) {
+            continue;
+        }
         if (e->up && !e->kill_sent && e->n_free > 0 && (!best || e->n_free > best->n_free)) {
             best = e;
         }
@@ -208,24 +213,40 @@ static dg_slot_t *take_best(dg_engines_t *p)
     return s;
 }
 
-/* Hands free slots to queued waiters in FIFO order. */
+/* Hands free slots to queued waiters in FIFO order. A waiter bound to an engine without a free
+ * slot is skipped, not waited for: it must not hold up later waiters that can take a slot of
+ * another engine (it keeps its place for the next slot of its own engine). Afterwards no queued
+ * waiter can use any free slot, which is what lets acquire() serve a newcomer from the free
+ * lists without overtaking anyone. */
 static void dispatch(dg_engines_t *p)
 {
     bool any = false;
-    while (p->q_head) {
-        dg_slot_t *s = take_best(p);
+    waiter_t *prev = NULL;
+    waiter_t *w = p->q_head;
+    while (w) {
+        waiter_t *next = w->next;
+        dg_slot_t *s = take_best(p, w->want);
         if (!s) {
-            break;
+            if (w->want < 0) {
+                break; /* no free slot at all: nobody behind can be served either */
+            }
+            prev = w;
+            w = next;
+            continue;
         }
-        waiter_t *w = p->q_head;
-        p->q_head = w->next;
-        if (!p->q_head) {
-            p->q_tail = NULL;
+        if (prev) {
+            prev->next = next;
+        } else {
+            p->q_head = next;
+        }
+        if (p->q_tail == w) {
+            p->q_tail = prev;
         }
         p->q_len--;
         w->next = NULL;
         w->slot = s;
         any = true;
+        w = next;
     }
     if (any) {
         pthread_cond_broadcast(&p->cv);
@@ -271,6 +292,25 @@ static void orphan_slots(dg_engines_t *p, eng_t *e)
 
 /* ---- spawning (supervisor thread, without mu) ---------------------------------------------- */
 
+static bool each_listed(const char *list, bool (*fn)(const char *name, size_t len, void *ctx),
+                        void *ctx);
+
+static bool append_name(const char *name, size_t len, void *ctx)
+{
+    json_array_append_new(ctx, json_stringn(name, len));
+    return false;
+}
+
+/* A comma-separated setting as a JSON array of its (trimmed, non-empty) items. */
+static json_t *list_json(const char *list)
+{
+    json_t *a = json_array();
+    if (a) {
+        each_listed(list, append_name, a);
+    }
+    return a;
+}
+
 static char *init_json(dg_engines_t *p, int idx)
 {
     const dg_config_t *cfg = p->cfg;
@@ -285,13 +325,23 @@ static char *init_json(dg_engines_t *p, int idx)
     }
     snprintf(tmp, sizeof tmp, "%s/tmp/engine-%d", state, idx);
     for (size_t i = 0; i < p->n_files; i++) {
+        /* A read-write database is opened by its owning engine only: one file must never be
+         * open read-write in one process and read-only (or read-write) in another. */
+        bool rw = dg_engines_is_read_write(cfg, p->files[i].name);
+        if (rw && idx != DG_ENGINES_RW_OWNER) {
+            continue;
+        }
         json_t *d = json_object();
         json_object_set_new(d, "name", json_string(p->files[i].name));
         json_object_set_new(d, "path", json_string(p->files[i].path));
+        if (rw) {
+            json_object_set_new(d, "read_write", json_true());
+        }
         json_array_append_new(dbs, d);
     }
     json_object_set_new(o, "index", json_integer(idx));
     json_object_set_new(o, "databases", dbs);
+    json_object_set_new(o, "import_dirs", list_json(cfg->import_dirs));
     json_object_set_new(o, "memory_limit", json_integer((json_int_t)p->mem_per_instance));
     json_object_set_new(o, "threads",
                         json_integer(p->res && p->res->threads > 0 ? p->res->threads : 1));
@@ -829,6 +879,73 @@ static void pool_free(dg_engines_t *p)
     free(p);
 }
 
+/* Calls fn for every name of the comma-separated list (spaces around names are ignored);
+ * stops and returns true when fn does. */
+static bool each_listed(const char *list, bool (*fn)(const char *name, size_t len, void *ctx),
+                        void *ctx)
+{
+    const char *p = list ? list : "";
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *a = p, *b = p + len;
+        while (a < b && (*a == ' ' || *a == '\t')) {
+            a++;
+        }
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t')) {
+            b--;
+        }
+        if (b > a && fn(a, (size_t)(b - a), ctx)) {
+            return true;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return false;
+}
+
+static bool name_equals(const char *name, size_t len, void *ctx)
+{
+    const char *db = ctx;
+    return strlen(db) == len && memcmp(db, name, len) == 0;
+}
+
+bool dg_engines_is_read_write(const dg_config_t *cfg, const char *db)
+{
+    return db && each_listed(cfg->read_write_databases, name_equals, (void *)(uintptr_t)db);
+}
+
+typedef struct rw_check {
+    const dg_dbfile_t *files;
+    size_t n;
+    char bad[80];
+} rw_check_t;
+
+static bool name_unknown(const char *name, size_t len, void *ctx)
+{
+    rw_check_t *c = ctx;
+    for (size_t i = 0; i < c->n; i++) {
+        if (strlen(c->files[i].name) == len && memcmp(c->files[i].name, name, len) == 0) {
+            return false;
+        }
+    }
+    snprintf(c->bad, sizeof c->bad, "%.*s", (int)(len < 64 ? len : 64), name);
+    return true;
+}
+
+/* Every name in read_write_databases must be a served database: a typo would otherwise leave
+ * the intended database read-only without a word. */
+static dg_rc_t check_read_write(const dg_config_t *cfg, const dg_dbfile_t *files, size_t n,
+                                dg_error_t *err)
+{
+    rw_check_t c = {.files = files, .n = n};
+    if (each_listed(cfg->read_write_databases, name_unknown, &c)) {
+        return dg_error_set(err, DG_CONFIG,
+                            "read_write_databases names '%s', which is not a database in data_dir",
+                            c.bad);
+    }
+    return DG_OK;
+}
+
 dg_rc_t dg_engines_start(const dg_engines_opts_t *opts, dg_engines_t **out, dg_error_t *err)
 {
     *out = NULL;
@@ -869,6 +986,10 @@ dg_rc_t dg_engines_start(const dg_engines_opts_t *opts, dg_engines_t **out, dg_e
         }
     }
     rc = dg_datadir_scan(cfg->data_dir, &p->files, &p->n_files, err);
+    if (rc != DG_OK) {
+        goto fail;
+    }
+    rc = check_read_write(cfg, p->files, p->n_files, err);
     if (rc != DG_OK) {
         goto fail;
     }
@@ -990,28 +1111,37 @@ static bool client_gone_now(int fd, bool *watch)
 dg_rc_t dg_engines_acquire(dg_engines_t *p, int client_fd, dg_slot_t **out,
                            int *out_retry_after_s)
 {
+    return dg_engines_acquire_on(p, -1, client_fd, out, out_retry_after_s);
+}
+
+dg_rc_t dg_engines_acquire_on(dg_engines_t *p, int engine_idx, int client_fd, dg_slot_t **out,
+                              int *out_retry_after_s)
+{
     *out = NULL;
     if (out_retry_after_s) {
         *out_retry_after_s = 0;
     }
     dg_rc_t rc = DG_OK;
+    if (engine_idx >= p->n_eng || engine_idx < -1) {
+        return DG_INTERNAL;
+    }
     pthread_mutex_lock(&p->mu);
     if (p->draining) {
         rc = DG_DRAINING;
         goto out;
     }
-    /* Queued requests go first: a newcomer may not overtake them. */
-    if (!p->q_head) {
-        *out = take_best(p);
-        if (*out) {
-            goto out;
-        }
+    /* Queued requests go first: a newcomer may not overtake them. After dispatch() every free
+     * slot left is one no queued waiter can use, so taking it overtakes nobody. */
+    dispatch(p);
+    *out = take_best(p, engine_idx);
+    if (*out) {
+        goto out;
     }
     if (p->q_len >= p->cfg->queue_len || p->cfg->queue_timeout_ms <= 0) {
         rc = DG_OVERLOADED;
         goto out;
     }
-    waiter_t w = {0};
+    waiter_t w = {.want = engine_idx};
     if (p->q_tail) {
         p->q_tail->next = &w;
     } else {
@@ -1060,7 +1190,10 @@ dg_rc_t dg_engines_try_acquire(dg_engines_t *p, int idx, dg_slot_t **out)
     pthread_mutex_lock(&p->mu);
     dg_rc_t rc = p->draining ? DG_DRAINING : DG_OVERLOADED;
     eng_t *e = idx >= 0 && idx < p->n_eng ? &p->eng[idx] : NULL;
-    if (!p->draining && !p->q_head && e && e->up && !e->kill_sent && e->n_free > 0) {
+    if (!p->draining) {
+        dispatch(p); /* queued requests go first; what is left, none of them can use */
+    }
+    if (!p->draining && e && e->up && !e->kill_sent && e->n_free > 0) {
         dg_slot_t *s = e->free_list;
         e->free_list = s->next_free;
         e->n_free--;
@@ -1219,7 +1352,7 @@ dg_rc_t dg_slot_read(dg_slot_t *s, int client_fd, dg_frame_type_t *out_type, dg_
         }
         if (type == DG_FRAME_END || type == DG_FRAME_ERROR) {
             s->in_request = false;
-        } else if (type != DG_FRAME_HEAD && type != DG_FRAME_DATA) {
+        } else if (type != DG_FRAME_HEAD && type != DG_FRAME_DATA && type != DG_FRAME_PROGRESS) {
             /* REQ/CANCEL from an engine: it is confused; do not trust its stream. */
             s->broken = true;
             s->in_request = false;

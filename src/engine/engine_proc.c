@@ -43,7 +43,11 @@
 #include "db/db.h"
 #include "enc/arrow_ipc.h"
 #include "enc/enc.h"
+#include "engine/engine_dbs.h"
+#include "engine/engine_import.h"
 #include "engine/engine_int.h"
+#include "engine/engine_qlog.h"
+#include "db/db_qlog.h"
 
 #define MOD "engine"
 /* Streaming formats flush after every batch; a batch's bytes are capped so a pathological row
@@ -57,10 +61,15 @@
  * between two tasks). */
 #define INTERRUPT_REPEAT_MS 100
 
+/* What one request uses of a served database: the instance it holds a reference to
+ * (engine_dbs.h), taken by acquire_db and given back by release_db. The fields mirror the
+ * reference so the run_* functions read them directly. */
 typedef struct served_db {
-    char *name;
+    const char *name;
     dg_db_t *db;
-    char *export_dir; /* absolute, private: where Parquet exports are written; NULL = none */
+    const char *export_dir; /* absolute, private: where Parquet exports are written; NULL = none */
+    bool is_read_write; /* opened READ_WRITE (read_write_databases; engine 0 only) */
+    dg_engine__dbref_t ref;
 } served_db_t;
 
 typedef struct eproc eproc_t;
@@ -78,11 +87,20 @@ typedef struct eslot {
     dg_rc_t stop_reason;       /* DG_OK, or DG_TIMEOUT/DG_CANCELLED once the query must stop */
     _Atomic int start_stop;    /* stop_reason mirrored for dg_db_query_start (no cursor yet) */
     int64_t last_interrupt_ms; /* when the cursor was last interrupted */
+    /* Slot-thread only, reset per request: admin SQL started a statement that may change data
+     * (reported as "changes":true in HEAD/END/ERROR), and the read-only database an admin
+     * request ran on (its write refusals point to build-and-swap), or NULL. */
+    bool changes;
+    const char *admin_ro_db;
+    /* Slot-thread only, reset per request: the result depends only on the data (the sandbox
+     * walk found no volatile function or sampling; the catalog), reported as
+     * "deterministic":true in HEAD and END so the front may cache it (docs/cache.md). */
+    bool is_deterministic;
 } eslot_t;
 
 struct eproc {
     int index;
-    served_db_t *dbs;
+    dg_engine__dbs_t *dbs; /* the served databases and their instances (engine_dbs.h) */
     size_t n_dbs;
     eslot_t *slots;
     int n_slots;
@@ -108,25 +126,6 @@ static bool parse_int(const char *s, long lo, long hi, long *out)
 static double ms_since(int64_t t0_us, int64_t t1_us)
 {
     return (double)(t1_us - t0_us) / 1000.0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    if (ftw->level == 0) {
-        return 0; /* keep the directory itself */
-    }
-    if (remove(path) != 0) {
-        DG_LOGW(MOD, "cannot remove stale temp file path=%s err=%s", path, strerror(errno));
-    }
-    return 0;
-}
-
-/* Empties dir (a previous engine's spill files are garbage once it is dead). */
-static void empty_dir(const char *dir)
-{
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- frames out ------------------------------------------------------------------------- */
@@ -187,12 +186,23 @@ static void send_error(eslot_t *s, dg_rc_t code, const char *message)
     if (!message || !*message) {
         message = dg_rc_message(code);
     }
+    char ro_msg[400];
+    if (s->admin_ro_db && code == DG_NOT_READ_ONLY && strstr(message, "read-only")) {
+        /* DuckDB refused a write on a READ_ONLY instance: say how such a database changes. */
+        code = DG_READ_ONLY_DATABASE;
+        snprintf(ro_msg, sizeof ro_msg,
+                 "database '%.64s' is served read-only; change it by building a new file and "
+                 "swapping it in: duckgate build %.64s.duckdb PIPELINE_DIR (docs/pipeline.md), "
+                 "or serve it read-write (read_write_databases, docs/admin.md)",
+                 s->admin_ro_db, s->admin_ro_db);
+        message = ro_msg;
+    }
     /* The message is bounded by dg_error_t (512 bytes), so this cannot pass the cap. */
     dg_buf_puts(&b, "{\"code\":");
     dg_buf_json_str(&b, dg_rc_name(code), strlen(dg_rc_name(code)));
     dg_buf_puts(&b, ",\"message\":");
     dg_buf_json_str(&b, message, strlen(message));
-    dg_buf_putc(&b, '}');
+    dg_buf_puts(&b, s->changes ? ",\"changes\":true}" : "}");
     slot_set_idle(s);
     send_frame(s, DG_FRAME_ERROR, b.p ? b.p : "{}", b.p ? b.len : 2);
     dg_buf_free(&b);
@@ -219,8 +229,14 @@ static dg_rc_t send_head(eslot_t *s, const char *content_type, const char *encod
     }
     dg_rc_t rc = dg_buf_printf(&b,
                                ",\"queue_ms\":%.3f,\"execute_ms\":%.3f,\"encode_ms\":%.3f,"
-                               "\"compress_ms\":%.3f}",
-                               t->queue_ms, t->execute_ms, t->encode_ms, t->compress_ms);
+                               "\"compress_ms\":%.3f%s}",
+                               t->queue_ms, t->execute_ms, t->encode_ms, t->compress_ms,
+                               s->changes ? ",\"changes\":true" : "");
+    if (rc == DG_OK && s->is_deterministic) {
+        /* Inside the object: replace its closing brace. */
+        b.len--;
+        rc = dg_buf_puts(&b, ",\"deterministic\":true}");
+    }
     if (rc == DG_OK) {
         rc = send_frame(s, DG_FRAME_HEAD, b.p, b.len);
     }
@@ -233,10 +249,11 @@ static void send_end(eslot_t *s, uint64_t rows, uint64_t bytes, bool truncated, 
     char end[512];
     int n = snprintf(end, sizeof end,
                      "{\"rows\":%llu,\"bytes\":%llu,\"truncated\":%s,\"queue_ms\":%.3f,"
-                     "\"execute_ms\":%.3f,\"encode_ms\":%.3f,\"compress_ms\":%.3f}",
+                     "\"execute_ms\":%.3f,\"encode_ms\":%.3f,\"compress_ms\":%.3f%s%s}",
                      (unsigned long long)rows, (unsigned long long)bytes,
                      truncated ? "true" : "false", t->queue_ms, t->execute_ms, t->encode_ms,
-                     t->compress_ms);
+                     t->compress_ms, s->changes ? ",\"changes\":true" : "",
+                     s->is_deterministic ? ",\"deterministic\":true" : "");
     slot_set_idle(s);
     if (n > 0 && (size_t)n < sizeof end) {
         send_frame(s, DG_FRAME_END, end, (size_t)n);
@@ -247,6 +264,7 @@ static void send_end(eslot_t *s, uint64_t rows, uint64_t bytes, bool truncated, 
 
 static void publish_cursor(eslot_t *s, dg_db_cursor_t *c)
 {
+    s->is_deterministic = dg_db_cursor_is_deterministic(c);
     pthread_mutex_lock(&s->mu);
     s->cursor = c;
     /* The deadline or a CANCEL may have come while dg_db_query_start ran. */
@@ -286,6 +304,8 @@ typedef struct req {
     const char *sql;
     size_t sql_len;
     char *params; /* owned (json_dumps) or NULL */
+    /* Kind "named": the declared types (owned, json_dumps), else NULL. */
+    char *param_types;
     const char *format;
     int64_t timeout_ms;
     uint64_t max_rows;
@@ -314,14 +334,42 @@ static int64_t json_int_or(json_t *o, const char *key, int64_t dflt)
     return dflt;
 }
 
-static served_db_t *find_db(eproc_t *e, const char *name)
+/* Takes a reference to the current instance of database `name` (switching to a replaced file
+ * first, engine_dbs.h) into *use. False for an unknown database. */
+static bool acquire_db(eproc_t *e, const char *name, served_db_t *use)
 {
-    for (size_t i = 0; name && i < e->n_dbs; i++) {
-        if (strcmp(e->dbs[i].name, name) == 0) {
-            return &e->dbs[i];
-        }
+    if (dg_engine__dbs_acquire(e->dbs, name, &use->ref) != DG_OK) {
+        return false;
     }
-    return NULL;
+    use->name = use->ref.name;
+    use->db = use->ref.db;
+    use->export_dir = use->ref.export_dir;
+    use->is_read_write = use->ref.is_read_write;
+    return true;
+}
+
+/* Gives the reference back: the last request on a replaced instance closes it. */
+static void release_db(eproc_t *e, served_db_t *use)
+{
+    dg_engine__dbs_release(e->dbs, &use->ref);
+    memset(use, 0, sizeof *use);
+}
+
+/* kinds "swap_check" (can <db>.duckdb.next be swapped in?) and "refresh" (switch to a replaced
+ * file now): both answer END or ERROR only (server/h_reload.c). */
+static void run_swap(eslot_t *s, const req_t *r, timings_t *t)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    uint64_t gen = 0;
+    dg_rc_t rc = strcmp(r->kind, "swap_check") == 0
+                     ? dg_engine__dbs_check_next(s->proc->dbs, r->db, &err)
+                     : dg_engine__dbs_refresh(s->proc->dbs, r->db, &gen, &err);
+    if (rc != DG_OK) {
+        send_error(s, rc, err.msg);
+    } else {
+        send_end(s, 0, 0, false, t);
+    }
 }
 
 static void run_catalog(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
@@ -334,6 +382,7 @@ static void run_catalog(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t 
     int64_t t0 = dg_now_us();
     dg_rc_t rc = dg_db_catalog_json(sdb->db, &out, &err);
     t->execute_ms = ms_since(t0, dg_now_us());
+    s->is_deterministic = true; /* the catalog changes only with the data */
     if (rc != DG_OK) {
         send_error(s, rc, err.msg);
         goto out;
@@ -540,6 +589,12 @@ static void body_free(body_t *b)
     dg_buf_free(&b->pending);
 }
 
+/* Kinds that run trusted SQL (no parse check, still inside the locked settings). */
+static bool is_admin_kind(const char *kind)
+{
+    return strcmp(kind, "admin") == 0 || strcmp(kind, "job") == 0;
+}
+
 /* The query of a request, interruptible through the slot's start_stop (deadline, CANCEL). */
 static dg_db_query_t query_of(eslot_t *s, const req_t *r)
 {
@@ -548,9 +603,23 @@ static dg_db_query_t query_of(eslot_t *s, const req_t *r)
         .sql_len = r->sql_len,
         .params_json = r->params,
         .params_len = r->params ? strlen(r->params) : 0,
-        .mode = strcmp(r->kind, "admin") == 0 ? DG_DB_MODE_ADMIN : DG_DB_MODE_READONLY_SQL,
+        .param_types = r->param_types,
+        .param_types_len = r->param_types ? strlen(r->param_types) : 0,
+        .mode = is_admin_kind(r->kind) ? DG_DB_MODE_ADMIN : DG_DB_MODE_READONLY_SQL,
         .interrupt = &s->start_stop,
+        .changes = &s->changes,
     };
+}
+
+/* Starts a read query: named queries run on the instance's long-lived connections with cached
+ * statements (dg_db_named_start), everything else on a fresh connection. */
+static dg_rc_t start_query(served_db_t *sdb, const req_t *r, const dg_db_query_t *q,
+                           dg_db_cursor_t **out, dg_error_t *err)
+{
+    if (strcmp(r->kind, "named") == 0) {
+        return dg_db_named_start(sdb->db, q, out, err);
+    }
+    return dg_db_query_start(sdb->db, q, out, err);
 }
 
 /* Sends ERROR for a failed request; an interrupted query reports why it was interrupted,
@@ -605,7 +674,7 @@ static void run_arrow(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t
 
     dg_db_query_t q = query_of(s, r);
     int64_t t0 = dg_now_us();
-    dg_rc_t rc = dg_db_query_start(sdb->db, &q, &cur, &err);
+    dg_rc_t rc = start_query(sdb, r, &q, &cur, &err);
     t->execute_ms += ms_since(t0, dg_now_us());
     publish_cursor(s, cur);
     if (rc == DG_OK) {
@@ -803,7 +872,7 @@ static void run_sql(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t *t)
 
     dg_db_query_t q = query_of(s, r);
     int64_t t0 = dg_now_us();
-    rc = dg_db_query_start(sdb->db, &q, &cur, &err);
+    rc = start_query(sdb, r, &q, &cur, &err);
     t->execute_ms += ms_since(t0, dg_now_us());
     publish_cursor(s, cur);
     if (rc != DG_OK) {
@@ -982,13 +1051,16 @@ static void run_stats(eslot_t *s)
     dg_buf_t b;
     dg_buf_init(&b, DG_FRAME_MAX_PAYLOAD);
     dg_rc_t rc = dg_buf_puts(&b, "{\"dbs\":[");
-    for (size_t i = 0; rc == DG_OK && i < s->proc->n_dbs; i++) {
+    for (size_t i = 0; rc == DG_OK && i < dg_engine__dbs_count(s->proc->dbs); i++) {
         uint64_t used = 0, limit = 0;
-        dg_db_memory_usage(s->proc->dbs[i].db, &used, &limit);
+        dg_engine__dbref_t ref;
+        dg_engine__dbs_acquire_at(s->proc->dbs, i, &ref);
+        dg_db_memory_usage(ref.db, &used, &limit);
+        dg_engine__dbs_release(s->proc->dbs, &ref);
         /* Served names are [A-Za-z0-9_-] (dg_dbname_valid): nothing to escape. */
         rc = dg_buf_printf(&b, "%s{\"db\":\"%s\",\"memory_bytes\":%llu,\"limit_bytes\":%llu}",
-                           i ? "," : "", s->proc->dbs[i].name, (unsigned long long)used,
-                           (unsigned long long)limit);
+                           i ? "," : "", dg_engine__dbs_name(s->proc->dbs, i),
+                           (unsigned long long)used, (unsigned long long)limit);
     }
     if (rc == DG_OK) {
         rc = dg_buf_puts(&b, "]}");
@@ -1002,10 +1074,181 @@ static void run_stats(eslot_t *s)
     dg_buf_free(&b);
 }
 
+/* kind "qlog_append" (engine 0): stores a batch of the front's query log; END carries the
+ * highest sequence number now durable (engine_qlog.h). */
+static void run_qlog_append(eslot_t *s, const json_t *root)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    dg_buf_t b;
+    dg_buf_init(&b, 4096);
+    dg_rc_t rc = dg_engine__qlog_append(s->proc->index, root, &b, &err);
+    if (rc != DG_OK) {
+        send_error(s, rc, err.msg);
+    } else {
+        slot_set_idle(s);
+        send_frame(s, DG_FRAME_END, b.p, b.len);
+    }
+    dg_buf_free(&b);
+}
+
+/* kind "qlog_query" (engine 0): the newest query log rows matching the request's filters, in
+ * the requested format, through the ordinary result path. The SQL is the engine's own
+ * (dg_db_qlog_select_sql) and the filters are bound parameters. */
+static void run_qlog_query(eslot_t *s, const req_t *r, const json_t *root, timings_t *t)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    served_db_t log = {.name = "_query_log", .is_read_write = true};
+    dg_rc_t rc = dg_engine__qlog_db(s->proc->index, root, &log.db, &err);
+    char *params = rc == DG_OK ? dg_engine__qlog_params(root) : NULL;
+    if (rc == DG_OK && !params) {
+        rc = dg_error_set(&err, DG_NOMEM, "out of memory");
+    }
+    if (rc != DG_OK) {
+        send_error(s, rc, err.msg);
+        return;
+    }
+    req_t q = *r;
+    q.kind = "admin"; /* trusted SQL written here: no sandbox parse check */
+    q.sql = dg_db_qlog_select_sql;
+    q.sql_len = strlen(dg_db_qlog_select_sql);
+    q.params = params;
+    run_sql(s, &q, &log, t);
+    free(params);
+}
+
+/* kind "admin" on db "_query_log" (engine 0): an admin's SQL over the query log, checked as
+ * untrusted read-only SQL (every sandbox layer), so the log can be read like a system table but
+ * not changed. */
+static void run_qlog_sql(eslot_t *s, const req_t *r, const json_t *root, timings_t *t)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    served_db_t log = {.name = "_query_log", .is_read_write = true};
+    dg_rc_t rc = dg_engine__qlog_db(s->proc->index, root, &log.db, &err);
+    if (rc != DG_OK) {
+        send_error(s, rc, err.msg);
+        return;
+    }
+    req_t q = *r;
+    q.kind = "sql";
+    run_sql(s, &q, &log, t);
+}
+
+/* ---- admin jobs (kind "job") -------------------------------------------------------------- */
+
+/* A job reports progress at most this often (and at least this often while DuckDB hands back
+ * control between tasks or chunks), so the front sees it move and can tell the job is alive. */
+#define JOB_PROGRESS_MS 250
+
+typedef struct job_run {
+    eslot_t *s;
+    int64_t next_ms; /* when the next PROGRESS frame is due */
+    uint64_t rows;   /* result rows counted (and discarded) so far */
+} job_run_t;
+
+/* Sends a PROGRESS frame when one is due. pct < 0 means DuckDB does not know (null). */
+static void job_progress(void *ctx, double pct)
+{
+    job_run_t *j = ctx;
+    int64_t now = dg_now_ms();
+    if (now < j->next_ms || slot_peer_gone(j->s)) {
+        return;
+    }
+    j->next_ms = now + JOB_PROGRESS_MS;
+    char msg[96];
+    int n = pct >= 0 ? snprintf(msg, sizeof msg, "{\"progress\":%.2f,\"rows\":%llu}", pct,
+                                (unsigned long long)j->rows)
+                     : snprintf(msg, sizeof msg, "{\"progress\":null,\"rows\":%llu}",
+                                (unsigned long long)j->rows);
+    if (n > 0 && (size_t)n < sizeof msg) {
+        send_frame(j->s, DG_FRAME_PROGRESS, msg, (size_t)n);
+    }
+}
+
+/* Runs trusted SQL (several statements allowed) to the end, counting and discarding the rows of
+ * the last statement: PROGRESS* then END {"rows":N} or ERROR. No encoder, no HEAD: nobody reads
+ * a job's rows, and the front keeps only its state. */
+static void run_job(eslot_t *s, const req_t *r, served_db_t *sdb)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    timings_t t = {.queue_ms = r->queue_ms};
+    dg_db_cursor_t *cur = NULL;
+    job_run_t j = {.s = s, .next_ms = 0};
+    dg_rc_t rc = DG_OK;
+    if (!r->sql) {
+        rc = dg_error_set(&err, DG_MISSING_SQL, "the request has no sql");
+        goto done;
+    }
+    dg_db_query_t q = query_of(s, r);
+    q.on_progress = job_progress;
+    q.progress_ctx = &j;
+    int64_t t0 = dg_now_us();
+    rc = dg_db_query_start(sdb->db, &q, &cur, &err);
+    publish_cursor(s, cur);
+    while (rc == DG_OK) {
+        rc = stop_reason(s);
+        if (rc != DG_OK) {
+            break;
+        }
+        const dg_batch_t *batch = NULL;
+        rc = dg_db_cursor_next(cur, &batch, &err);
+        if (rc != DG_OK || !batch) {
+            break;
+        }
+        j.rows += batch->n_rows;
+        job_progress(&j, dg_db_cursor_progress(cur));
+    }
+    t.execute_ms = ms_since(t0, dg_now_us());
+    release_cursor(s, &cur);
+done:
+    if (rc == DG_OK) {
+        send_end(s, j.rows, 0, false, &t);
+    } else if (slot_peer_gone(s)) {
+        slot_set_idle(s);
+    } else {
+        fail_request(s, rc, &err);
+    }
+}
+
+/* ---- admin imports (kind "import") ------------------------------------------------------- */
+
+/* Reads a file from an import directory through the loader into a table of a read-write
+ * database (engine_import.h); answers HEAD, one DATA (a JSON summary) and END. */
+static void run_import(eslot_t *s, json_t *req, served_db_t *sdb, timings_t *t)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    if (!sdb->is_read_write) {
+        /* send_error turns this into READ_ONLY_DATABASE with the build-and-swap hint. */
+        send_error(s, DG_NOT_READ_ONLY, "imports write: the database is read-only");
+        return;
+    }
+    s->changes = true; /* a failed import rolls back, but the caller cannot tell how far it got */
+    dg_buf_t out;
+    dg_buf_init(&out, 4096);
+    uint64_t sent = 0;
+    int64_t t0 = dg_now_us();
+    dg_rc_t rc = dg_engine__import_run(sdb->db, req, &s->start_stop, &out, &err);
+    t->execute_ms = ms_since(t0, dg_now_us());
+    if (rc != DG_OK) {
+        fail_request(s, rc, &err);
+    } else if (send_head(s, "application/json", NULL, t) == DG_OK &&
+               send_data(s, &out, &sent) == DG_OK) {
+        send_end(s, 1, sent, false, t);
+    } else {
+        slot_set_idle(s);
+    }
+    dg_buf_free(&out);
+}
+
 static void handle_req(eslot_t *s, const dg_buf_t *payload)
 {
     timings_t t = {.recv_us = dg_now_us()};
     req_t r = {0};
+    served_db_t use = {0};
     json_error_t jerr;
     json_t *root = json_loadb(payload->p, payload->len, JSON_REJECT_DUPLICATES, &jerr);
 
@@ -1038,6 +1281,9 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
     s->last_interrupt_ms = 0;
     s->deadline_ms = r.timeout_ms > 0 ? t.recv_us / 1000 + r.timeout_ms : -1;
     pthread_mutex_unlock(&s->mu);
+    s->changes = false;
+    s->admin_ro_db = NULL;
+    s->is_deterministic = false;
 
     if (!root || !json_is_object(root)) {
         send_error(s, DG_BAD_JSON, "the engine request is not a JSON object");
@@ -1054,6 +1300,18 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
         send_error(s, DG_BAD_PARAMS, "params must be an array or an object");
         goto out;
     }
+    json_t *types = json_object_get(root, "types");
+    if (strcmp(r.kind, "named") == 0) {
+        /* Named queries bind every value as its declared type (src/named/named.h). */
+        if (!json_is_object(types) || !(r.param_types = json_dumps(types, JSON_COMPACT))) {
+            send_error(s, DG_BAD_PARAMS, "a named query needs its declared types");
+            goto out;
+        }
+        if (!r.params && !(r.params = strdup("{}"))) {
+            send_error(s, DG_NOMEM, NULL);
+            goto out;
+        }
+    }
 
     if (strcmp(r.kind, "ping") == 0) {
         send_end(s, 0, 0, false, &t);
@@ -1063,7 +1321,23 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
         run_stats(s);
         goto out;
     }
-    served_db_t *sdb = find_db(s->proc, r.db);
+    if (strcmp(r.kind, "qlog_append") == 0) {
+        run_qlog_append(s, root);
+        goto out;
+    }
+    if (strcmp(r.kind, "qlog_query") == 0) {
+        run_qlog_query(s, &r, root, &t);
+        goto out;
+    }
+    if (strcmp(r.kind, "admin") == 0 && r.db && strcmp(r.db, "_query_log") == 0) {
+        run_qlog_sql(s, &r, root, &t);
+        goto out;
+    }
+    if (strcmp(r.kind, "swap_check") == 0 || strcmp(r.kind, "refresh") == 0) {
+        run_swap(s, &r, &t);
+        goto out;
+    }
+    served_db_t *sdb = acquire_db(s->proc, r.db, &use) ? &use : NULL;
     if (!sdb) {
         char msg[160];
         snprintf(msg, sizeof msg, "unknown database '%.64s'", r.db ? r.db : "");
@@ -1073,13 +1347,24 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
     if (strcmp(r.kind, "catalog") == 0) {
         run_catalog(s, &r, sdb, &t);
     } else if (strcmp(r.kind, "sql") == 0 || strcmp(r.kind, "admin") == 0) {
+        s->admin_ro_db = strcmp(r.kind, "admin") == 0 && !sdb->is_read_write ? sdb->name : NULL;
         run_sql(s, &r, sdb, &t);
+    } else if (strcmp(r.kind, "named") == 0) {
+        run_sql(s, &r, sdb, &t);
+    } else if (strcmp(r.kind, "job") == 0) {
+        s->admin_ro_db = sdb->is_read_write ? NULL : sdb->name;
+        run_job(s, &r, sdb);
+    } else if (strcmp(r.kind, "import") == 0) {
+        s->admin_ro_db = sdb->is_read_write ? NULL : sdb->name;
+        run_import(s, root, sdb, &t);
     } else {
         send_error(s, DG_BAD_REQUEST, "unknown request kind");
     }
 
 out:
+    release_db(s->proc, &use);
     free(r.params);
+    free(r.param_types);
     json_decref(root);
 }
 
@@ -1268,24 +1553,17 @@ static dg_rc_t open_databases(eproc_t *e, json_t *init, dg_error_t *err)
     uint64_t max_temp = (uint64_t)json_int_or(init, "max_temp_bytes", 0);
     int threads = (int)json_int_or(init, "threads", 1);
     const char *temp_dir = json_str_or(init, "temp_dir", NULL);
-    bool have_temp = false;
 
     if (!json_is_array(dbs)) {
         return dg_error_set(err, DG_PROTOCOL, "init: databases is not an array");
     }
-    if (temp_dir && *temp_dir) {
-        if (dg_mkdir_p(temp_dir, 0700) == 0) {
-            empty_dir(temp_dir);
-            have_temp = true;
-        } else {
-            /* Serving works without spilling; large sorts/joins then fail at memory_limit. */
-            DG_LOGW(MOD, "no temp directory, spilling disabled path=%s err=%s", temp_dir,
-                    strerror(errno));
-        }
-    }
-    e->n_dbs = 0;
-    e->dbs = calloc(json_array_size(dbs) + 1, sizeof *e->dbs);
-    if (!e->dbs) {
+    dg_engine__dbs_opts_t o = {
+        .memory_limit = mem,
+        .max_temp_bytes = max_temp,
+        .threads = threads,
+        .temp_root = temp_dir,
+    };
+    if (dg_engine__dbs_new(&o, json_array_size(dbs), &e->dbs) != DG_OK) {
         return dg_error_set(err, DG_NOMEM, "init: out of memory");
     }
     size_t i;
@@ -1297,43 +1575,16 @@ static dg_rc_t open_databases(eproc_t *e, json_t *init, dg_error_t *err)
         if (!name || !path) {
             return dg_error_set(err, DG_PROTOCOL, "init: database without name or path");
         }
-        char tdir[PATH_MAX];
-        const char *tdir_p = NULL;
-        /* One temp directory per instance: two DuckDB instances must not share spill files. */
-        if (have_temp && snprintf(tdir, sizeof tdir, "%s/%s", temp_dir, name) < (int)sizeof tdir &&
-            dg_mkdir_p(tdir, 0700) == 0) {
-            tdir_p = tdir;
-        }
-        dg_db_opts_t o = {
-            .path = path,
-            .name = name,
-            .read_only = true,
-            .memory_limit = mem,
-            .max_temp_bytes = max_temp,
-            .threads = threads,
-            .temp_dir = tdir_p,
-        };
-        dg_error_t derr;
-        dg_error_clear(&derr);
-        dg_db_t *db = NULL;
-        dg_rc_t rc = dg_db_open(&o, &db, &derr);
+        bool rw = json_is_true(json_object_get(d, "read_write"));
+        dg_rc_t rc = dg_engine__dbs_add(e->dbs, name, path, rw, err);
         if (rc != DG_OK) {
-            return dg_error_set(err, rc, "database %s: %s", name,
-                                derr.msg[0] ? derr.msg : dg_rc_message(rc));
+            return rc;
         }
-        e->dbs[e->n_dbs].name = strdup(name);
-        e->dbs[e->n_dbs].db = db;
-        char xdir[PATH_MAX + 16];
-        if (tdir_p && realpath(tdir_p, xdir) &&
-            strlen(xdir) + sizeof "/export" <= sizeof xdir) {
-            /* The export instance may write only here; it must be absolute and private. */
-            memcpy(xdir + strlen(xdir), "/export", sizeof "/export");
-            e->dbs[e->n_dbs].export_dir = strdup(xdir);
-        }
-        e->n_dbs++;
-        if (!e->dbs[e->n_dbs - 1].name) {
-            return dg_error_set(err, DG_NOMEM, "init: out of memory");
-        }
+    }
+    e->n_dbs = dg_engine__dbs_count(e->dbs);
+    /* Read-only files are swapped when replaced, also while no request comes (engine_dbs.h). */
+    if (dg_engine__dbs_start_refresh(e->dbs) != DG_OK) {
+        return dg_error_set(err, DG_INTERNAL, "cannot start the database refresh thread");
     }
     return DG_OK;
 }
@@ -1407,6 +1658,9 @@ int dg_engine_main(int argc, char **argv)
         dg_log_set_level((dg_log_level_t)dg_log_level_parse(lvl));
     }
     rc = open_databases(&e, init, &err);
+    if (rc == DG_OK && dg_engine__imports_init(init) != DG_OK) {
+        rc = dg_error_set(&err, DG_NOMEM, "init: out of memory");
+    }
     if (rc != DG_OK) {
         DG_LOGE(MOD, "engine %ld cannot start: %s", index, err.msg);
         ctl_reply((int)ctl_fd, false, err.msg);

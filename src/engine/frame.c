@@ -35,7 +35,7 @@ dg_rc_t dg_frame_header_decode(const uint8_t in[DG_FRAME_HEADER_LEN], dg_frame_t
     if (in[5] != 0 || in[6] != 0 || in[7] != 0) {
         return DG_PROTOCOL;
     }
-    if (type < DG_FRAME_REQ || type > DG_FRAME_ERROR) {
+    if (type < DG_FRAME_REQ || type > DG_FRAME_PROGRESS) {
         return DG_PROTOCOL;
     }
     if (len > DG_FRAME_MAX_PAYLOAD) {

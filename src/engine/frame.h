@@ -12,12 +12,21 @@
  *    "max_rows":N,"max_bytes":N,"max_export_bytes":N,"queue_ms":N,
  *    "encoding":"identity|zstd|gzip|br","level":N}
  * kind "stats" answers HEAD/DATA/END with the engine's DuckDB memory per database (metrics).
+ * kinds "qlog_append" (END {"acked":SEQ,...}) and "qlog_query" (a result like "sql"), and
+ * "admin" on db "_query_log", are the query log's, served by engine 0 only (engine_qlog.h).
+ * kind "job" (admin jobs, server/jobs.c) runs trusted SQL like "admin" but discards the rows: it
+ * answers PROGRESS* (every ~250 ms while it runs: DuckDB's query progress 0..100 or null, rows
+ * so far) and then END ({"rows":N,"changes":bool}) or ERROR. END and ERROR of kinds "admin" and
+ * "job", and HEAD of "admin", carry "changes":true once a statement that is not a SELECT ran.
  * HEAD payload (JSON): {"status":200,"content_type":"...","content_encoding":"zstd"?,
  *                       "queue_ms":..,"execute_ms":..,"encode_ms":..,"compress_ms":..}
  * DATA payload: response body bytes, at most DG_FRAME_MAX_PAYLOAD per frame.
  * END payload (JSON): {"rows":N,"bytes":N,"truncated":bool,"queue_ms":..,"execute_ms":..,
  *                      "encode_ms":..,"compress_ms":..}
  * ERROR payload (JSON): {"code":"<dg_rc name>","message":"..."} — HTTP status from the rc table.
+ * HEAD and END also carry "deterministic":true when the result depends only on the data (the
+ * sandbox walk found no volatile function and no sampling; the catalog): the front caches only
+ * those (docs/cache.md).
  * Thread-safe: pure functions over caller-owned buffers. */
 #ifndef DG_FRAME_H
 #define DG_FRAME_H
@@ -37,6 +46,7 @@ typedef enum dg_frame_type {
     DG_FRAME_DATA = 4,
     DG_FRAME_END = 5,
     DG_FRAME_ERROR = 6,
+    DG_FRAME_PROGRESS = 7, /* engine -> front, kind "job" only: {"progress":P|null,"rows":N} */
 } dg_frame_type_t;
 
 /* Writes one frame (header + payload) to fd, blocking until written. DG_IO/DG_CLIENT_GONE when

@@ -185,7 +185,8 @@ bool dg_http_req_peer(dg_http_req_t *r, char *out, size_t cap);
  * (out is then ""). */
 bool dg_http_req_header_all(dg_http_req_t *r, const char *name, char *out, size_t cap);
 
-/* Answers with a complete body (copied). Every response also gets `Cache-Control: no-store`.
+/* Answers with a complete body (copied). Every response also gets `Cache-Control: no-store`,
+ * unless headers hold a Cache-Control of their own (then that one alone).
  * DG_NOMEM/DG_INTERNAL when libmicrohttpd refused (the connection is then closed). */
 dg_rc_t dg_http_respond(dg_http_req_t *r, int status, const char *content_type, const void *body,
                         size_t len, const dg_http_header_t *headers, size_t n_headers);

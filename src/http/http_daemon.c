@@ -333,7 +333,12 @@ static dg_rc_t queue(struct dg_http_conn_ *c, int status, struct MHD_Response *r
         c->is_dropped = true;
         return DG_NOMEM;
     }
-    bool ok = MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES &&
+    /* no-store unless the handler chose a Cache-Control (the result cache's responses). */
+    bool has_cc = false;
+    for (size_t i = 0; i < n_headers; i++) {
+        has_cc = has_cc || (headers[i].value && strcasecmp(headers[i].name, "Cache-Control") == 0);
+    }
+    bool ok = (has_cc || MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES) &&
               MHD_add_response_header(resp, "X-Request-Id", c->req.id) == MHD_YES;
     if (content_type) {
         ok = ok &&

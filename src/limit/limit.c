@@ -3,8 +3,9 @@
  * Layout: `cap` entries split into `n_stripes` contiguous regions, each guarded by its own
  * mutex. A key's hash picks the stripe and a start slot; the key may live in any of the
  * DG_LIMIT_WAYS slots from there (wrapping inside the region). Each entry holds the hash, the
- * time of its last refill (also its last use) and the two token counts, refilled lazily on the
- * next check: tokens = min(capacity, tokens + rate * elapsed).
+ * time of its last refill (also its last use), the two token counts and the two capacities it
+ * was last charged with (per-role rates differ between keys), refilled lazily on the next
+ * check: tokens = min(capacity, tokens + rate * elapsed).
  *
  * Invariants: entry.h == 0 means empty; 0 <= tokens <= capacity; an entry is only touched with
  * its stripe's mutex held. The table is allocated once in dg_limit_new. */
@@ -17,6 +18,7 @@
 
 #include "core/dgtime.h"
 #include "limit/limit.h"
+#include "limit/limit_int.h"
 
 #define MAX_STRIPES 256
 #define STRIPE_MIN_ENTRIES 64
@@ -27,14 +29,15 @@ typedef struct entry {
     int64_t t_us; /* last refill = last use */
     double burst; /* tokens */
     double sus;
+    uint32_t burst_cap; /* tokens; refilled at burst_cap per second */
+    uint32_t sus_cap;   /* tokens; refilled at sus_cap per minute */
 } entry;
 
 struct dg_limit {
     entry *t;
     size_t cap, n_stripes, region; /* region = cap / n_stripes entries per stripe */
     pthread_mutex_t *mu;
-    double burst_cap, burst_rate; /* tokens, tokens per microsecond */
-    double sus_cap, sus_rate;
+    uint32_t burst_per_s, per_min; /* the rates of dg_limit_check */
     dg_limit_clock_fn clock;
     void *clock_ctx;
     uint64_t k0, k1; /* SipHash key */
@@ -71,7 +74,7 @@ static uint64_t load_le64(const unsigned char *p)
     return v;
 }
 
-static uint64_t siphash(uint64_t k0, uint64_t k1, const unsigned char *in, size_t len)
+uint64_t dg_limit__siphash(uint64_t k0, uint64_t k1, const unsigned char *in, size_t len)
 {
     uint64_t v0 = k0 ^ UINT64_C(0x736f6d6570736575), v1 = k1 ^ UINT64_C(0x646f72616e646f6d);
     uint64_t v2 = k0 ^ UINT64_C(0x6c7967656e657261), v3 = k1 ^ UINT64_C(0x7465646279746573);
@@ -140,10 +143,8 @@ dg_rc_t dg_limit_new(const dg_limit_opts_t *opts, dg_limit_t **out, dg_error_t *
     for (size_t i = 0; i < lim->n_stripes; i++) {
         pthread_mutex_init(&lim->mu[i], NULL);
     }
-    lim->burst_cap = opts->burst_per_s;
-    lim->burst_rate = (double)opts->burst_per_s / 1e6;
-    lim->sus_cap = opts->per_min;
-    lim->sus_rate = (double)opts->per_min / 60e6;
+    lim->burst_per_s = opts->burst_per_s;
+    lim->per_min = opts->per_min;
     lim->clock = opts->clock ? opts->clock : default_clock;
     lim->clock_ctx = opts->clock_ctx;
     uint64_t key[2] = {0, 0};
@@ -172,24 +173,35 @@ void dg_limit_free(dg_limit_t *lim)
     free(lim);
 }
 
+/* Refill rates in tokens per microsecond. */
+static double burst_rate(const entry *e)
+{
+    return (double)e->burst_cap / 1e6;
+}
+
+static double sus_rate(const entry *e)
+{
+    return (double)e->sus_cap / 60e6;
+}
+
 /* Refills e up to now. */
-static void refill(const dg_limit_t *lim, entry *e, int64_t now)
+static void refill(entry *e, int64_t now)
 {
     if (now > e->t_us) {
         double dt = (double)(now - e->t_us);
-        e->burst = fmin(lim->burst_cap, e->burst + dt * lim->burst_rate);
-        e->sus = fmin(lim->sus_cap, e->sus + dt * lim->sus_rate);
+        e->burst = fmin(e->burst_cap, e->burst + dt * burst_rate(e));
+        e->sus = fmin(e->sus_cap, e->sus + dt * sus_rate(e));
         e->t_us = now;
     }
 }
 
 /* True when e, refilled to now, would be full in both buckets: it is then the same as a fresh
  * bucket and its slot may be given to any key. */
-static bool is_idle_full(const dg_limit_t *lim, const entry *e, int64_t now)
+static bool is_idle_full(const entry *e, int64_t now)
 {
     double dt = now > e->t_us ? (double)(now - e->t_us) : 0.0;
-    return e->burst + dt * lim->burst_rate >= lim->burst_cap - EPS &&
-           e->sus + dt * lim->sus_rate >= lim->sus_cap - EPS;
+    return e->burst + dt * burst_rate(e) >= e->burst_cap - EPS &&
+           e->sus + dt * sus_rate(e) >= e->sus_cap - EPS;
 }
 
 /* Whole seconds (rounded up) for a bucket at `tokens` to reach `target` at `rate` per us. */
@@ -204,8 +216,16 @@ static uint32_t secs_until(double tokens, double target, double rate)
 
 bool dg_limit_check(dg_limit_t *lim, const char *principal_key, dg_limit_result_t *out)
 {
-    uint64_t h =
-        siphash(lim->k0, lim->k1, (const unsigned char *)principal_key, strlen(principal_key));
+    return dg_limit_check_rate(lim, principal_key, lim->burst_per_s, lim->per_min, out);
+}
+
+bool dg_limit_check_rate(dg_limit_t *lim, const char *principal_key, uint32_t burst_per_s,
+                         uint32_t per_min, dg_limit_result_t *out)
+{
+    burst_per_s = burst_per_s ? burst_per_s : lim->burst_per_s;
+    per_min = per_min ? per_min : lim->per_min;
+    uint64_t h = dg_limit__siphash(lim->k0, lim->k1, (const unsigned char *)principal_key,
+                                   strlen(principal_key));
     if (h == 0) {
         h = 1;
     }
@@ -221,7 +241,7 @@ bool dg_limit_check(dg_limit_t *lim, const char *principal_key, dg_limit_result_
             e = c;
             break;
         }
-        if (!free_slot && (c->h == 0 || is_idle_full(lim, c, now))) {
+        if (!free_slot && (c->h == 0 || is_idle_full(c, now))) {
             free_slot = c;
         }
         if (!oldest || c->t_us < oldest->t_us) {
@@ -234,9 +254,21 @@ bool dg_limit_check(dg_limit_t *lim, const char *principal_key, dg_limit_result_
             e = oldest;
             atomic_fetch_add_explicit(&lim->evictions, 1, memory_order_relaxed);
         }
-        *e = (entry){.h = h, .t_us = now, .burst = lim->burst_cap, .sus = lim->sus_cap};
+        *e = (entry){.h = h,
+                     .t_us = now,
+                     .burst = burst_per_s,
+                     .sus = per_min,
+                     .burst_cap = burst_per_s,
+                     .sus_cap = per_min};
     }
-    refill(lim, e, now);
+    refill(e, now);
+    if (e->burst_cap != burst_per_s || e->sus_cap != per_min) {
+        /* The key's rates changed (its role did): keep what it has, within the new caps. */
+        e->burst_cap = burst_per_s;
+        e->sus_cap = per_min;
+        e->burst = fmin(e->burst, burst_per_s);
+        e->sus = fmin(e->sus, per_min);
+    }
     if (e->t_us > now) {
         e->t_us = now; /* a clock that went back: restart the refill from here */
     }
@@ -246,19 +278,20 @@ bool dg_limit_check(dg_limit_t *lim, const char *principal_key, dg_limit_result_
         e->sus = fmax(0.0, e->sus - 1.0);
     }
     double burst = e->burst, sus = e->sus;
+    entry caps = *e; /* its capacities and rates, for the report below */
     pthread_mutex_unlock(&lim->mu[stripe]);
 
     if (out) {
         double fb = floor(burst + EPS), fs = floor(sus + EPS);
         bool is_burst = fb <= fs;
         out->is_allowed = ok;
-        out->limit = (uint32_t)(is_burst ? lim->burst_cap : lim->sus_cap);
+        out->limit = is_burst ? caps.burst_cap : caps.sus_cap;
         out->window_s = is_burst ? 1 : 60;
         out->remaining = (uint32_t)(is_burst ? fb : fs);
-        out->reset_s = is_burst ? secs_until(burst, lim->burst_cap, lim->burst_rate)
-                                : secs_until(sus, lim->sus_cap, lim->sus_rate);
-        uint32_t rb = secs_until(burst, 1.0, lim->burst_rate);
-        uint32_t rs = secs_until(sus, 1.0, lim->sus_rate);
+        out->reset_s = is_burst ? secs_until(burst, caps.burst_cap, burst_rate(&caps))
+                                : secs_until(sus, caps.sus_cap, sus_rate(&caps));
+        uint32_t rb = secs_until(burst, 1.0, burst_rate(&caps));
+        uint32_t rs = secs_until(sus, 1.0, sus_rate(&caps));
         uint32_t retry = rb > rs ? rb : rs;
         out->retry_after_s = ok ? 0 : retry < 1 ? 1 : retry;
     }

@@ -5,7 +5,7 @@
  * burst_per_s, refilled at burst_per_s tokens per second) and a sustained bucket (capacity
  * per_min, refilled at per_min / 60 tokens per second). A request costs one token of each.
  *
- * Memory is fixed at dg_limit_new: a table of `capacity` entries (32 bytes each) split into
+ * Memory is fixed at dg_limit_new: a table of `capacity` entries (40 bytes each) split into
  * stripes, each with its own mutex, so concurrent requests for different keys rarely share a
  * lock. A key lives in one of DG_LIMIT_WAYS slots of its stripe; a slot whose buckets have
  * refilled to full is free for any key (its state is the same as a fresh bucket), and when all
@@ -129,6 +129,37 @@ void dg_limit_free(dg_limit_t *lim);
 /* Charges one request to principal_key (any NUL-terminated text, borrowed) and says whether
  * it is admitted; *out (may be NULL) gets the header values. */
 bool dg_limit_check(dg_limit_t *lim, const char *principal_key, dg_limit_result_t *out);
+/* The same with this key's own rates (per-role limits); 0 = the table's rate from
+ * dg_limit_new. A key charged with other rates than before keeps its tokens, capped at the new
+ * capacities. */
+bool dg_limit_check_rate(dg_limit_t *lim, const char *principal_key, uint32_t burst_per_s,
+                         uint32_t per_min, dg_limit_result_t *out);
 void dg_limit_stats(dg_limit_t *lim, dg_limit_stats_t *out);
+
+/* ---- concurrent queries per principal ---------------------------------------------- */
+
+/* Counts the queries each principal has running, so that a caller can be held to N at once.
+ * A place is taken for a holder (an opaque pointer naming one request) and given back by
+ * holder, so the code that ends a request need not know who made it. Memory is fixed at
+ * dg_limit_conc_new: two open-addressing tables of `capacity` entries (16 bytes each); at most
+ * capacity / 2 places are held at once (more get DG_OVERLOADED), which keeps probing short.
+ * Keys are stored as a keyed 64-bit hash. Threads: enter/leave/count from any thread (one
+ * mutex; a query costs far more than this lock). */
+typedef struct dg_limit_conc dg_limit_conc_t;
+
+/* capacity is rounded up to a power of two, at least 64. DG_CONFIG for a capacity over 2^26,
+ * DG_NOMEM. */
+dg_rc_t dg_limit_conc_new(size_t capacity, dg_limit_conc_t **out, dg_error_t *err);
+/* NULL is allowed. */
+void dg_limit_conc_free(dg_limit_conc_t *c);
+/* Takes one of `limit` places of principal_key (borrowed text) for holder (non-NULL). DG_OK
+ * (also when holder already holds a place: it still holds one), DG_TOO_MANY_CONCURRENT when
+ * the key holds `limit` places already, DG_OVERLOADED when the table is full. */
+dg_rc_t dg_limit_conc_enter(dg_limit_conc_t *c, const char *principal_key, uint32_t limit,
+                            const void *holder);
+/* Gives back holder's place; false when it holds none. */
+bool dg_limit_conc_leave(dg_limit_conc_t *c, const void *holder);
+/* Places principal_key holds now. */
+uint32_t dg_limit_conc_count(dg_limit_conc_t *c, const char *principal_key);
 
 #endif

@@ -90,6 +90,7 @@ dg_metrics_gw_t *dg_metrics_gw_new(const char *const *dbs, size_t n_dbs, const c
     g->cache_misses = only(r, C, "duckgate_cache_misses_total", "Result cache misses.");
     g->cache_evictions = only(r, C, "duckgate_cache_evictions_total", "Result cache evictions.");
     g->cache_bytes = only(r, G, "duckgate_cache_bytes", "Bytes held by the result cache.");
+    g->cache_entries = only(r, G, "duckgate_cache_entries", "Entries held by the result cache.");
     g->proc_cpu = only(r, C, "process_cpu_seconds_total",
                        "User and system CPU time of the front process in seconds.");
     g->proc_rss = only(r, G, "process_resident_memory_bytes",
@@ -103,8 +104,8 @@ dg_metrics_gw_t *dg_metrics_gw_new(const char *const *dbs, size_t n_dbs, const c
               g->bytes_out && g->interrupts && g->rate_limited && g->slots_busy && g->slots_total &&
               g->queue_depth && g->engines_up && g->engine_restarts && g->engine_kills &&
               g->duckdb_memory && g->duckdb_memory_limit && g->cache_hits && g->cache_misses &&
-              g->cache_evictions && g->cache_bytes && g->proc_cpu && g->proc_rss && g->proc_vsize &&
-              g->proc_fds && g->proc_start;
+              g->cache_evictions && g->cache_bytes && g->cache_entries && g->proc_cpu &&
+              g->proc_rss && g->proc_vsize && g->proc_fds && g->proc_start;
     if (!ok) {
         dg_metrics_gw_free(g);
         return NULL;

@@ -24,7 +24,7 @@ typedef struct dg_metrics_gw {
     dg_series_t *slots_busy, *slots_total, *queue_depth, *engines_up;
     dg_series_t *rate_limited, *engine_restarts, *engine_kills;
     dg_metric_t *duckdb_memory, *duckdb_memory_limit; /* db, engine */
-    dg_series_t *cache_hits, *cache_misses, *cache_evictions, *cache_bytes;
+    dg_series_t *cache_hits, *cache_misses, *cache_evictions, *cache_bytes, *cache_entries;
     dg_series_t *proc_rss, *proc_cpu, *proc_fds, *proc_start, *proc_vsize;
     const char *const *dbs; /* borrowed: the served database names */
     size_t n_dbs;

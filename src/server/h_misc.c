@@ -52,7 +52,10 @@ bool dg_server__authorize(dg_server_t *s, dg_http_req_t *r, dg_role_t need, cons
     dg_auth_result_t who;
     dg_auth_identify(s->auth, dg_http_req_header(r, "Authorization"),
                      dg_http_req_header(r, "X-API-Key"), (int64_t)time(NULL), &who);
+    /* The role's databases narrow whatever the credential allows (docs/auth.md). */
+    dg_auth_scope_narrow(&who, dg_server__role_policy(s, &who)->databases);
     memcpy(r->principal, who.principal, sizeof r->principal);
+    dg_server__note_caller(s, r, &who);
     if (out_who) {
         *out_who = who;
     }
@@ -64,16 +67,20 @@ bool dg_server__authorize(dg_server_t *s, dg_http_req_t *r, dg_role_t need, cons
     dg_log(DG_LOG_INFO, "auth", r->id, "refused status=%d principal=%s role=%s need=%s",
            rc == DG_UNAUTHORIZED ? 401 : 403, who.principal, dg_auth_role_name(who.role),
            dg_auth_role_name(need));
-    const char *msg = rc == DG_FORBIDDEN ? (who.role >= need ? "this key may not use that database"
-                                                             : "this role may not use this route")
-                      : who.is_bad       ? "invalid, expired or revoked credentials"
-                                         : "authentication required (Authorization: Bearer KEY)";
+    const char *msg =
+        rc == DG_FORBIDDEN ? (who.role >= need ? "this caller may not use that database"
+                                               : "this role may not use this route")
+        : who.is_bad       ? (who.reason ? who.reason : "invalid, expired or revoked credentials")
+                           : "authentication required (Authorization: Bearer KEY)";
     dg_buf_t b;
     dg_buf_init(&b, 4096);
     if (dg_http_error_json(&b, rc, msg, NULL) != DG_OK) {
         dg_http_respond_error(r, rc, msg, NULL, 0);
     } else {
-        static const dg_http_header_t hdr[] = {{"WWW-Authenticate", "Bearer realm=\"duckgate\""}};
+        /* RFC 6750 §3.1: presented credentials that failed are an invalid_token. */
+        const dg_http_header_t hdr[] = {
+            {"WWW-Authenticate", who.is_bad ? "Bearer realm=\"duckgate\", error=\"invalid_token\""
+                                            : "Bearer realm=\"duckgate\""}};
         dg_http_respond(r, rc == DG_UNAUTHORIZED ? 401 : 403, "application/json", b.p, b.len,
                         rc == DG_UNAUTHORIZED ? hdr : NULL, rc == DG_UNAUTHORIZED ? 1 : 0);
     }

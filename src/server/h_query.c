@@ -34,8 +34,41 @@ typedef struct relay {
     bool varies;    /* the answer depends on Accept-Encoding (query routes) */
     uint64_t bytes_out, rows_out; /* relayed body bytes, rows from END (metrics) */
     const char *encoding;         /* bytes_out label: "identity", "zstd", ... */
+    int admin_db;    /* admin request on a read-write database: its index, else -1 */
+    bool changes;    /* the engine reported a statement that may have changed data */
     char qid[65];
+    dg_server__qrec_t *rec; /* this query's log row (h_qlog.c), NULL when not logged */
+    dg_server_cache_req_t *cache; /* result cache fill (h_cache.c), NULL when not involved */
+    bool is_client_gone;          /* the client left: a waiting identical request may lead */
 } relay;
+
+/* Notes the outcome for the query log: status (> 0) as answered, code the first failure. */
+static void rec_outcome(relay *x, int status, dg_rc_t code)
+{
+    if (!x->rec) {
+        return;
+    }
+    if (status > 0) {
+        x->rec->status = status;
+    }
+    if (code != DG_OK && x->rec->code == DG_OK) {
+        x->rec->code = code;
+    }
+}
+
+/* Admin SQL on a read-write database: once the engine says a non-SELECT statement ran (HEAD,
+ * END or ERROR carry "changes":true), the data version moves, so no cached response computed
+ * before the write is served after it. Called again when the response ends, for statements
+ * still running after HEAD. */
+static void note_changes(relay *x, const dg_buf_t *payload)
+{
+    if (x->admin_db < 0 || !payload->p ||
+        !memmem(payload->p, payload->len, "\"changes\":true", 14)) {
+        return;
+    }
+    x->changes = true;
+    dg_server__db_changed(x->s, x->admin_db);
+}
 
 /* Replaces the payload with an NDJSON error line; false when it cannot be built. */
 static bool ndjson_error_line(relay *x, dg_rc_t rc)
@@ -57,6 +90,11 @@ static bool ndjson_error_line(relay *x, dg_rc_t rc)
 static void relay_free(void *ctx)
 {
     relay *x = ctx;
+    dg_server__cache_done(x->s, x->cache, x->is_client_gone);
+    if (x->changes) {
+        dg_server__db_changed(x->s, x->admin_db);
+    }
+    dg_server__qrec_end(x->s, x->rec, x->rows_out, x->bytes_out);
     if (x->s->metrics && x->encoding) {
         dg_series_add(x->s->metrics->rows_out, x->rows_out);
         dg_series_add(dg_metric_series(x->s->metrics->bytes_out, &x->encoding), x->bytes_out);
@@ -109,8 +147,10 @@ static ssize_t relay_read(void *ctx, char *buf, size_t max)
         x->off = 0;
         if (rc != DG_OK) {
             dg_server__note_interrupt(x->s, rc);
+            rec_outcome(x, 0, rc);
             dg_log(rc == DG_CLIENT_GONE ? DG_LOG_INFO : DG_LOG_WARN, "query", x->qid,
                    "stream aborted code=%s", dg_rc_name(rc));
+            x->is_client_gone = rc == DG_CLIENT_GONE;
             x->payload.len = 0;
             if (rc != DG_CLIENT_GONE && x->is_ndjson && !x->is_coded &&
                 ndjson_error_line(x, rc)) {
@@ -125,13 +165,18 @@ static ssize_t relay_read(void *ctx, char *buf, size_t max)
         if (type == DG_FRAME_END) {
             dg_log(DG_LOG_DEBUG, "query", x->qid, "done %.*s", (int)x->payload.len,
                    x->payload.p ? x->payload.p : "");
+            note_changes(x, &x->payload);
+            dg_server__cache_end_frame(x->cache, &x->payload);
             x->rows_out = end_rows(&x->payload);
             x->is_done = true;
             x->payload.len = 0;
             return DG_HTTP_STREAM_END;
         }
         if (type == DG_FRAME_ERROR) {
-            dg_server__note_interrupt(x->s, log_frame_error(x->qid, &x->payload, "after headers"));
+            note_changes(x, &x->payload);
+            dg_rc_t erc = log_frame_error(x->qid, &x->payload, "after headers");
+            rec_outcome(x, 0, erc);
+            dg_server__note_interrupt(x->s, erc);
             if (x->is_ndjson) {
                 /* The engine already sent its error line as the last DATA. */
                 x->is_done = true;
@@ -149,6 +194,7 @@ static ssize_t relay_read(void *ctx, char *buf, size_t max)
         n = max;
     }
     memcpy(buf, x->payload.p + x->off, n);
+    dg_server__cache_tee(x->cache, buf, n);
     x->off += n;
     x->bytes_out += n;
     return (ssize_t)n;
@@ -172,6 +218,8 @@ static void relay_start(dg_http_req_t *r, relay *x)
     dg_rc_t rc = dg_slot_read(x->slot, x->client_fd, &type, &x->payload);
     dg_server__note_interrupt(x->s, rc);
     if (rc == DG_CLIENT_GONE) {
+        rec_outcome(x, 499, rc);
+        x->is_client_gone = true;
         relay_free(x);
         dg_http_drop(r);
         return;
@@ -179,11 +227,13 @@ static void relay_start(dg_http_req_t *r, relay *x)
     if (rc != DG_OK) {
         char qid[65];
         memcpy(qid, x->qid, sizeof qid);
+        rec_outcome(x, dg_rc_http_status(rc), rc);
         relay_free(x);
         dg_http_respond_error(r, rc, NULL, qid, 0);
         return;
     }
     json_t *j = json_loadb(x->payload.p ? x->payload.p : "", x->payload.len, 0, NULL);
+    note_changes(x, &x->payload);
     if (type == DG_FRAME_ERROR) {
         const char *code = j ? json_string_value(json_object_get(j, "code")) : NULL;
         const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
@@ -192,6 +242,7 @@ static void relay_start(dg_http_req_t *r, relay *x)
         memcpy(qid, x->qid, sizeof qid);
         dg_log(DG_LOG_DEBUG, "query", qid, "engine error code=%s", dg_rc_name(erc));
         dg_server__note_interrupt(x->s, erc);
+        rec_outcome(x, dg_rc_http_status(erc), erc);
         /* Answer before releasing: the message lives in j, the slot is idle after ERROR. */
         dg_http_respond_error(r, erc, msg, qid, 0);
         relay_free(x);
@@ -201,6 +252,7 @@ static void relay_start(dg_http_req_t *r, relay *x)
     if (type != DG_FRAME_HEAD || !json_is_object(j)) {
         char qid[65];
         memcpy(qid, x->qid, sizeof qid);
+        rec_outcome(x, dg_rc_http_status(DG_PROTOCOL), DG_PROTOCOL);
         relay_free(x);
         json_decref(j);
         dg_http_respond_error(r, DG_PROTOCOL, "the engine answered out of order", qid, 0);
@@ -208,7 +260,7 @@ static void relay_start(dg_http_req_t *r, relay *x)
     }
     json_int_t status = json_integer_value(json_object_get(j, "status"));
     const char *ct = json_string_value(json_object_get(j, "content_type"));
-    char timing[160] = "";
+    char timing[224] = "";
     timing_part(timing, sizeof timing, j, "queue_ms", "queue");
     timing_part(timing, sizeof timing, j, "execute_ms", "execute");
     timing_part(timing, sizeof timing, j, "encode_ms", "encode");
@@ -228,29 +280,63 @@ static void relay_start(dg_http_req_t *r, relay *x)
     }
     char qid[65];
     memcpy(qid, x->qid, sizeof qid);
+    int code = status >= 200 && status < 600 ? (int)status : 200;
+    /* Cache-Status, Cache-Control, ETag (when the response will be stored), Vary on the
+     * credential (shared caching allowed); Server-Timing's cache part. */
+    dg_http_header_t h[8] = {
+        {"Cache-Status", NULL}, {"Cache-Control", NULL}, {"ETag", NULL}, {"Vary", NULL}};
+    if (x->cache) {
+        dg_server__cache_head(x->cache, code, j, ctype, coding, h, timing, sizeof timing);
+    }
     json_decref(j);
-    dg_http_header_t h[4] = {{"X-Query-Id", qid},
-                             {"Server-Timing", timing[0] ? timing : NULL},
-                             {"Vary", x->varies ? "Accept-Encoding" : NULL},
-                             {"Content-Encoding", coding[0] ? coding : NULL}};
+    h[4] = (dg_http_header_t){"X-Query-Id", qid};
+    h[5] = (dg_http_header_t){"Server-Timing", timing[0] ? timing : NULL};
+    h[6] = (dg_http_header_t){"Vary", x->varies ? "Accept-Encoding" : NULL};
+    h[7] = (dg_http_header_t){"Content-Encoding", coding[0] ? coding : NULL};
     x->payload.len = 0;
     x->off = 0;
-    dg_http_respond_stream(r, status >= 200 && status < 600 ? (int)status : 200, ctype, h, 4,
-                           relay_read, relay_free, x);
+    rec_outcome(x, code, DG_OK);
+    dg_http_respond_stream(r, code, ctype, h, 8, relay_read, relay_free, x);
 }
 
 void dg_server__run_on_slot(dg_server_t *s, dg_http_req_t *r, const char *qid, json_t *req,
                         int64_t timeout_ms, dg_format_t format)
 {
+    dg_server__run_on_slot_opts(s, r, qid, req, timeout_ms, format, NULL);
+}
+
+void dg_server__run_on_slot_opts(dg_server_t *s, dg_http_req_t *r, const char *qid, json_t *req,
+                                 int64_t timeout_ms, dg_format_t format,
+                                 const dg_server_cache_opts_t *co)
+{
     if (atomic_load(&s->is_draining)) {
         dg_http_respond_error(r, DG_DRAINING, NULL, qid, 0);
+        return;
+    }
+    /* The result cache first: a hit needs no slot (h_cache.c). */
+    dg_server_cache_req_t *cache = NULL;
+    if (dg_server__cache_begin(s, r, qid, req, co, &cache)) {
         return;
     }
     int64_t t0 = dg_now_ms();
     dg_slot_t *slot = NULL;
     int retry = 0;
-    dg_rc_t rc = dg_engines_acquire(s->engines, dg_http_req_client_fd(r), &slot, &retry);
+    /* A read-write database lives in one engine only (DESIGN §4); a request may also pin its
+     * engine ("engine": the query log lives in engine 0). */
+    const char *db = json_string_value(json_object_get(req, "db"));
+    json_t *pin = json_object_get(req, "engine");
+    int engine = json_is_integer(pin) ? (int)json_integer_value(pin)
+                                      : dg_server__engine_for_db(s, db);
+    dg_server__qrec_t *rec = dg_server__qrec_begin(s, r, req);
+    dg_rc_t rc =
+        dg_engines_acquire_on(s->engines, engine, dg_http_req_client_fd(r), &slot, &retry);
     if (rc != DG_OK) {
+        if (rec) {
+            rec->status = dg_rc_http_status(rc);
+            rec->code = rc;
+        }
+        dg_server__qrec_end(s, rec, 0, 0);
+        dg_server__cache_done(s, cache, rc == DG_CLIENT_GONE);
         dg_http_respond_error(r, rc, NULL, qid, retry);
         return;
     }
@@ -260,21 +346,37 @@ void dg_server__run_on_slot(dg_server_t *s, dg_http_req_t *r, const char *qid, j
     if (!x || json_object_set_new(req, "queue_ms", json_integer(queue_ms)) != 0 ||
         !(text = json_dumps(req, JSON_COMPACT))) {
         free(x);
+        if (rec) {
+            rec->status = dg_rc_http_status(DG_NOMEM);
+            rec->code = DG_NOMEM;
+        }
+        dg_server__qrec_end(s, rec, 0, 0);
+        dg_server__cache_done(s, cache, false);
         dg_engines_release(s->engines, slot);
         dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
         return;
+    }
+    x->rec = rec;
+    x->cache = cache; /* from here relay_free ends it */
+    if (rec) {
+        rec->queue_ms = (double)queue_ms;
     }
     x->s = s;
     x->slot = slot;
     x->client_fd = dg_http_req_client_fd(r);
     x->is_ndjson = format == DG_FMT_NDJSON;
     x->varies = json_object_get(req, "encoding") != NULL;
+    const char *kind = json_string_value(json_object_get(req, "kind"));
+    bool is_admin = kind && (strcmp(kind, "admin") == 0 || strcmp(kind, "import") == 0);
+    x->admin_db = engine >= 0 && is_admin ? dg_server__db_index(s, db, strlen(db)) : -1;
     memcpy(x->qid, qid, sizeof x->qid);
     /* A frame is at most DG_FRAME_MAX_PAYLOAD; the cap keeps a confused engine bounded. */
     dg_buf_init_rc(&x->payload, DG_FRAME_MAX_PAYLOAD, DG_PROTOCOL);
-    rc = dg_slot_send(slot, text, strlen(text), dg_now_ms() + timeout_ms);
+    /* timeout_ms <= 0: no deadline (admin SQL without an explicit timeout_ms). */
+    rc = dg_slot_send(slot, text, strlen(text), timeout_ms > 0 ? dg_now_ms() + timeout_ms : 0);
     free(text);
     if (rc != DG_OK) {
+        rec_outcome(x, dg_rc_http_status(rc), rc);
         relay_free(x);
         dg_http_respond_error(r, rc, NULL, qid, 0);
         return;
@@ -292,7 +394,8 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
     dg_server_t *s = ctx;
     /* The query id is the request id, so access, query and engine log lines correlate. */
     const char *qid = r->id;
-    if (!dg_server__authorize(s, r, DG_ROLE_ANALYST, &r->match.cap[0], NULL)) {
+    dg_auth_result_t who;
+    if (!dg_server__authorize(s, r, DG_ROLE_ANALYST, &r->match.cap[0], &who)) {
         return;
     }
     if (!dg_server__rate_admit(s, r)) {
@@ -302,7 +405,11 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
         dg_http_respond_error(r, DG_DRAINING, NULL, qid, 0);
         return;
     }
+    /* The caller's role caps the deadline, rows and bytes (docs/auth.md "Per-role limits"). */
+    dg_caller_limits_t cl;
+    dg_server__caller_limits(s, &who, &cl);
     dg_http_query_limits_t lim = limits_of(s);
+    lim.timeout_ms = cl.timeout_ms;
     dg_http_query_t q;
     dg_error_t err;
     dg_error_clear(&err);
@@ -313,6 +420,7 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
                                       accept, &lim, &q, &err)
             : dg_http_query_from_args(r->match.cap[0], &r->target.args, accept, &lim, &q, &err);
     if (rc != DG_OK) {
+        dg_server__qlog_refused(s, r, "sql", &r->match.cap[0], rc);
         dg_http_respond_error(r, rc, err.msg, qid, 0);
         return;
     }
@@ -338,9 +446,8 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
         (!q.params || json_object_set(req, "params", q.params) == 0) &&
         json_object_set_new(req, "format", json_string(dg_http_format_name(q.format))) == 0 &&
         json_object_set_new(req, "timeout_ms", json_integer(q.timeout_ms)) == 0 &&
-        json_object_set_new(req, "max_rows", json_integer((json_int_t)s->cfg->max_rows)) == 0 &&
-        json_object_set_new(req, "max_bytes", json_integer((json_int_t)s->cfg->max_result_bytes)) ==
-            0 &&
+        json_object_set_new(req, "max_rows", json_integer((json_int_t)cl.max_rows)) == 0 &&
+        json_object_set_new(req, "max_bytes", json_integer((json_int_t)cl.max_bytes)) == 0 &&
         json_object_set_new(req, "max_export_bytes",
                             json_integer((json_int_t)s->cfg->max_export_bytes)) == 0;
     if (!ok) {
@@ -348,7 +455,9 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
     } else {
         dg_log(DG_LOG_DEBUG, "query", qid, "db=%s format=%s timeout_ms=%lld sql_bytes=%zu", q.db,
                dg_http_format_name(q.format), (long long)q.timeout_ms, q.sql_len);
-        dg_server__run_on_slot(s, r, qid, req, q.timeout_ms, q.format);
+        if (dg_server__concurrency_enter(s, r, &who)) {
+            dg_server__run_on_slot(s, r, qid, req, q.timeout_ms, q.format);
+        }
     }
     json_decref(req);
     dg_http_query_free(&q);

@@ -20,8 +20,11 @@
 
 #include "core/dgtime.h"
 #include "core/log.h"
+#include "named/named.h"
 #include "server/server.h"
+#include "server/jobs.h"
 #include "server/server_int.h"
+#include "server/swap.h"
 
 static int sig_pipe[2] = {-1, -1};
 
@@ -40,6 +43,21 @@ static const dg_http_route_t routes[] = {
     {"/api/databases", DG_HTTP_M(DG_HTTP_GET), dg_server__h_databases},
     {"/api/databases/{db}", DG_HTTP_M(DG_HTTP_GET), dg_server__h_database},
     {"/api/query/{db}", DG_HTTP_M(DG_HTTP_GET) | DG_HTTP_M(DG_HTTP_POST), dg_server__h_query},
+    {"/api/admin/queries", DG_HTTP_M(DG_HTTP_GET), dg_server__h_admin_queries},
+    {"/api/admin/reload/{db}", DG_HTTP_M(DG_HTTP_POST), dg_server__h_reload},
+    /* Before /api/admin/query/{db}: the first matching route wins. */
+    {"/api/admin/query/" DG_SERVER_QLOG_DB, DG_HTTP_M(DG_HTTP_POST), dg_server__h_admin_qlog_sql},
+    {"/api/admin/query/{db}", DG_HTTP_M(DG_HTTP_POST), dg_server__h_admin_query},
+    {"/api/admin/jobs", DG_HTTP_M(DG_HTTP_GET) | DG_HTTP_M(DG_HTTP_POST), dg_server__h_admin_jobs},
+    {"/api/admin/jobs/{id}", DG_HTTP_M(DG_HTTP_GET) | DG_HTTP_M(DG_HTTP_DELETE),
+     dg_server__h_admin_job},
+    {"/api/admin/import/{db}", DG_HTTP_M(DG_HTTP_POST), dg_server__h_admin_import},
+    {"/api/admin/cache", DG_HTTP_M(DG_HTTP_GET) | DG_HTTP_M(DG_HTTP_DELETE), dg_server__h_cache},
+    {"/api/admin/cache/{db}", DG_HTTP_M(DG_HTTP_GET) | DG_HTTP_M(DG_HTTP_DELETE),
+     dg_server__h_cache},
+    {"/api/q/{db}", DG_HTTP_M(DG_HTTP_GET), dg_server__h_named_list},
+    {"/api/q/{db}/{name}", DG_HTTP_M(DG_HTTP_GET) | DG_HTTP_M(DG_HTTP_POST), dg_server__h_named},
+    {"/api/openapi.json", DG_HTTP_M(DG_HTTP_GET), dg_server__h_openapi},
     /* Last: left out of the main listener when metrics_listen names its own address. */
     {"/metrics", DG_HTTP_M(DG_HTTP_GET), dg_server__h_metrics},
 };
@@ -47,21 +65,27 @@ static const dg_http_route_t metrics_routes[] = {
     {"/metrics", DG_HTTP_M(DG_HTTP_GET), dg_server__h_metrics},
 };
 
-/* Every finished request: duckgate_http_requests_total, and for the query route the query
- * count and duration (from arrival to the end of the response, whatever the outcome). */
+/* Every finished request: gives back its running-query place (h_limit.c), then counts
+ * duckgate_http_requests_total, and for the query route the query count and duration (from
+ * arrival to the end of the response, whatever the outcome). */
 static void on_request_done(const dg_http_req_t *r, int status, double duration_s, bool is_aborted,
                             void *ctx)
 {
     (void)is_aborted;
     dg_server_t *s = ctx;
+    dg_server__concurrency_done(s, r);
+    if (strcmp(s->cfg->metrics_listen, "off") == 0) {
+        return; /* no request metrics */
+    }
     const dg_http_route_t *route = r->match.route;
     char st[4];
     const char *v[3] = {route ? route->pattern : "other", dg_http_method_name(r->method),
                         dg_metrics_gw_status(status, st)};
     dg_series_add(dg_metric_series(s->metrics->http_requests, v), 1);
-    if (route && route->fn == dg_server__h_query) {
+    if (route && (route->fn == dg_server__h_query || route->fn == dg_server__h_named)) {
         const char *db = r->match.n_caps > 0 ? r->match.cap[0].p : NULL;
-        dg_metrics_gw_query(s->metrics, db, "sql", status, duration_s);
+        dg_metrics_gw_query(s->metrics, db, route->fn == dg_server__h_query ? "sql" : "named",
+                            status, duration_s);
     }
 }
 
@@ -77,7 +101,11 @@ int dg_server__db_index(const dg_server_t *s, const char *db, size_t len)
 
 uint64_t dg_server__db_version(dg_server_t *s, int idx)
 {
-    return idx >= 0 && (size_t)idx < s->n_dbs ? atomic_load(&s->db_versions[idx].v) : 0;
+    if (idx < 0 || (size_t)idx >= s->n_dbs) {
+        return 0;
+    }
+    /* Both parts only grow, so the sum changes whenever either does. */
+    return atomic_load(&s->db_versions[idx].v) + dg_server__swap_file_gen(s->swap, idx);
 }
 
 void dg_server__db_changed(dg_server_t *s, int idx)
@@ -145,6 +173,8 @@ static void collect_metrics(dg_metrics_t *m, void *ctx)
             poll_engine_memory(s, i);
         }
     }
+    dg_server__qlog_collect(s);
+    dg_server__cache_collect(s);
     dg_metrics_gw_collect_process(g);
 }
 
@@ -169,6 +199,7 @@ static dg_rc_t install_signals(void)
     sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* reloads the named queries */
     /* Writes to a vanished peer must return EPIPE, not kill the process. */
     signal(SIGPIPE, SIG_IGN);
     return DG_OK;
@@ -234,18 +265,20 @@ static int setup_auth(dg_server_t *s, const dg_config_t *cfg)
                 cfg->listen, cfg->public_role);
         return 2;
     }
-    dg_auth_opts_t ao = {.is_on = is_on, .keys_file = cfg->keys_file};
+    dg_jwt_opts_t jo;
+    dg_server__jwt_opts(cfg, &jo);
+    dg_auth_opts_t ao = {.is_on = is_on, .keys_file = cfg->keys_file, .jwt = &jo};
     if (!dg_auth_role_parse(cfg->public_role, &ao.public_role)) {
         ao.public_role = DG_ROLE_NONE;
     }
     dg_error_t err;
     dg_error_clear(&err);
     if (dg_auth_new(&ao, &s->auth, &err) != DG_OK) {
-        DG_LOGE("server", "keys_file: %s", err.msg);
+        DG_LOGE("server", "auth: %s", err.msg);
         return 2;
     }
-    DG_LOGI("server", "auth=%s public_role=%s keys_file=%s", cfg->auth, cfg->public_role,
-            is_on ? cfg->keys_file : "-");
+    DG_LOGI("server", "auth=%s public_role=%s keys_file=%s jwt=%s", cfg->auth, cfg->public_role,
+            is_on ? cfg->keys_file : "-", is_on && dg_jwt_opts_has_key(&jo) ? "on" : "off");
     return 0;
 }
 
@@ -294,6 +327,15 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
     for (size_t i = 0; s.db_versions && i < s.n_dbs; i++) {
         atomic_init(&s.db_versions[i].v, 1);
     }
+    if (dg_server__swap_new(s.dbs, s.n_dbs, &s.swap) != DG_OK) {
+        DG_LOGE("server", "out of memory");
+        goto out;
+    }
+    if (!s.db_names || dg_named_new(cfg->queries_dir, (const char *const *)s.db_names, s.n_dbs,
+                                    &s.named) != DG_OK) {
+        DG_LOGE("server", "out of memory");
+        goto out;
+    }
     s.metrics =
         s.db_names && s.db_versions ? dg_metrics_gw_new(s.db_names, s.n_dbs, DG_VERSION) : NULL;
     if (!s.metrics || dg_metrics_on_collect(s.metrics->reg, collect_metrics, &s) != DG_OK) {
@@ -302,6 +344,9 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
     }
     if (dg_server__limit_setup(&s) != DG_OK) {
         status = 2;
+        goto out;
+    }
+    if (dg_server__cache_setup(&s) != DG_OK) {
         goto out;
     }
     dg_http_log_fmt_t log_fmt = strcmp(cfg->access_log, "json") == 0   ? DG_HTTP_LOG_JSON
@@ -326,6 +371,14 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
         DG_LOGE("server", "engines failed to start: %s", err.msg[0] ? err.msg : dg_rc_name(rc));
         goto out;
     }
+    if (dg_server__qlog_setup(&s) != DG_OK) {
+        DG_LOGE("server", "cannot start the query log");
+        goto out;
+    }
+    if (dg_jobs_new(&s, &s.jobs) != DG_OK) {
+        DG_LOGE("server", "cannot start the admin job workers");
+        goto out;
+    }
     bool is_metrics_off = strcmp(cfg->metrics_listen, "off") == 0;
     bool is_metrics_apart = !is_metrics_off && strcmp(cfg->metrics_listen, "main") != 0;
     dg_http_opts_t ho = {.listen = cfg->listen,
@@ -335,7 +388,7 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
                          .n_routes = sizeof routes / sizeof routes[0] -
                                      (is_metrics_apart || is_metrics_off ? 1 : 0),
                          .ctx = &s,
-                         .on_complete = is_metrics_off ? NULL : on_request_done,
+                         .on_complete = on_request_done, /* also ends concurrency places */
                          .access_log = log_fmt,
                          .access_log_fd = access_fd,
                          .trust_request_id = cfg->trust_request_id != 0,
@@ -347,6 +400,8 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
                          .connection_max_s = (unsigned)cfg->connection_max_s,
                          .cors_origins = cfg->cors_origins,
                          .cors_credentials = cfg->cors_credentials != 0};
+    s.routes = ho.routes; /* before any handler can run: openapi.json describes them */
+    s.n_routes = ho.n_routes;
     rc = dg_http_start(&ho, &http, &err);
     if (rc != DG_OK) {
         DG_LOGE("server", "%s", err.msg);
@@ -367,14 +422,21 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
         DG_LOGI("server", "metrics_port=%d", dg_http_port(metrics_http));
     }
 
-    int sig = wait_signal(-1);
+    int sig;
+    while ((sig = wait_signal(-1)) == SIGHUP) {
+        DG_LOGI("server", "SIGHUP: reloading named queries");
+        dg_named_refresh(s.named, true);
+    }
     DG_LOGI("server", "signal %d: draining (up to %lld ms)", sig,
             (long long)cfg->shutdown_timeout_ms);
     atomic_store(&s.is_draining, true);
+    /* Admin jobs are cancelled, not waited for: they may run for hours. */
+    dg_jobs_cancel_all(s.jobs);
     dg_http_quiesce(http);
     int64_t deadline = dg_now_ms() + cfg->shutdown_timeout_ms;
     while (dg_http_inflight(http) > 0 && dg_now_ms() < deadline) {
-        if (wait_signal(50) != 0) {
+        int again = wait_signal(50);
+        if (again != 0 && again != SIGHUP) {
             DG_LOGW("server", "second signal: stopping now");
             break;
         }
@@ -387,16 +449,22 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
 out:
     dg_http_stop(http);
     dg_http_stop(metrics_http);
+    dg_jobs_free(s.jobs); /* no handler runs any more; the engines still do */
+    dg_server__qlog_stop(&s); /* ships what is left while engine 0 still runs */
     if (s.engines) {
         int64_t remain = cfg->shutdown_timeout_ms > 1000 ? 1000 : cfg->shutdown_timeout_ms;
         dg_engines_stop(s.engines, remain);
     }
     dg_dbfiles_free(s.dbs, s.n_dbs);
     dg_metrics_gw_free(s.metrics);
+    dg_cache_free(s.cache); /* after dg_http_stop: no request holds a flight any more */
     dg_auth_free(s.auth);
     dg_limit_free(s.limit);
+    dg_limit_conc_free(s.conc);
     free(s.db_names);
     free(s.db_versions);
+    dg_server__swap_free(s.swap);
+    dg_named_free(s.named);
     if (access_fd > 2) {
         close(access_fd);
     }

@@ -194,9 +194,11 @@ def test_disconnect_while_queued_frees_queue_place(make_server):
     hold.sendall(post_request_bytes("main", json.dumps({"sql": ENDLESS_SQL})))
     time.sleep(0.3)
     dead = []
-    for _ in range(2):
+    for i in range(2):
+        # Distinct SQL: identical requests would share one queue place (the result cache's
+        # single-flight, docs/cache.md).
         c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
-        c.sendall(post_request_bytes("main", json.dumps({"sql": "SELECT 1"})))
+        c.sendall(post_request_bytes("main", json.dumps({"sql": "SELECT %d" % (10 + i)})))
         dead.append(c)
     time.sleep(0.3)
     # Precondition: slot and queue are full.

@@ -169,10 +169,14 @@ static void test_credential(void **state)
     assert_int_equal(dg_auth_credential("Bearer a b", NULL, &t), -1);
     assert_int_equal(dg_auth_credential("Bearer a\"b", NULL, &t), -1);
     assert_int_equal(dg_auth_credential(NULL, "", &t), -1);
-    char big[400];
+    /* JWTs are long: up to DG_AUTH_TOKEN_MAX is extracted, one more byte is refused. */
+    static char big[DG_AUTH_TOKEN_MAX + 2];
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     assert_int_equal(dg_auth_credential(NULL, big, &t), -1);
+    big[DG_AUTH_TOKEN_MAX] = '\0';
+    assert_int_equal(dg_auth_credential(NULL, big, &t), 1);
+    assert_int_equal(t.len, DG_AUTH_TOKEN_MAX);
 }
 
 static void test_gate_table(void **state)

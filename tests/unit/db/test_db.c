@@ -525,7 +525,8 @@ static void test_sandbox_limits(void **state)
     assert_int_equal(dg_db__sandbox_walk("fixture", NULL, 0, "{}", 2, &err), DG_NOT_READ_ONLY);
 }
 
-/* Admin mode skips the parse check and statement-type rule but keeps one statement. */
+/* Admin mode skips the parse check and statement-type rule; a script of several statements
+ * runs them in order and streams the last one (without parameters). */
 static void test_admin_mode(void **state)
 {
     (void)state;
@@ -535,14 +536,67 @@ static void test_admin_mode(void **state)
                      DG_OK);
     assert_string_equal(rows.cell[0], "1");
     assert_int_equal(run("EXPLAIN SELECT 1", DG_DB_MODE_ADMIN, NULL, &rows, &err), DG_OK);
-    assert_int_equal(run("SELECT 1; SELECT 2", DG_DB_MODE_ADMIN, NULL, &rows, &err),
+    assert_int_equal(run("SELECT 1; SELECT 2", DG_DB_MODE_READONLY_SQL, NULL, &rows, &err),
                      DG_MULTIPLE_STATEMENTS);
+    assert_int_equal(run("SELECT 1; SELECT 2 AS b", DG_DB_MODE_ADMIN, NULL, &rows, &err), DG_OK);
+    assert_int_equal(rows.n_rows, 1);
+    assert_string_equal(rows.cell[0], "2");
+    assert_int_equal(run("SELECT 1; SELECT $1", DG_DB_MODE_ADMIN, "[1]", &rows, &err),
+                     DG_BAD_PARAMS);
+    /* A failing statement stops the script with its error. */
+    assert_int_equal(run("SELECT 1; SELECT * FROM nope; SELECT 3", DG_DB_MODE_ADMIN, NULL, &rows,
+                         &err),
+                     DG_SQL_ERROR);
     /* A read-only instance refuses writes even to trusted SQL. */
     assert_int_equal(run("CREATE TABLE x(a INTEGER)", DG_DB_MODE_ADMIN, NULL, &rows, &err),
                      DG_NOT_READ_ONLY);
     /* Still inside the locked, external-access-free instance. */
     dg_rc_t rc = run("SELECT * FROM read_text('/etc/passwd')", DG_DB_MODE_ADMIN, NULL, &rows, &err);
     assert_int_not_equal(rc, DG_OK);
+}
+
+static void count_progress(void *ctx, double pct)
+{
+    int *n = ctx;
+    assert_true(pct == -1 || (pct >= 0 && pct <= 100));
+    (*n)++;
+}
+
+/* Admin mode reports statements that may change data (even when DuckDB then refuses them), and
+ * on_progress is called while the query runs. */
+static void test_admin_changes_and_progress(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sql;
+        dg_db_mode_t mode;
+        bool changes;
+    } cases[] = {
+        {"SELECT 1", DG_DB_MODE_ADMIN, false},
+        {"SELECT 1; SELECT 2", DG_DB_MODE_ADMIN, false},
+        {"CREATE TABLE x(a INTEGER)", DG_DB_MODE_ADMIN, true},
+        {"SELECT 1; CREATE TABLE x(a INTEGER); SELECT 2", DG_DB_MODE_ADMIN, true},
+        {"SELECT 1", DG_DB_MODE_READONLY_SQL, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bool changes = false;
+        int calls = 0;
+        dg_db_query_t q = {.sql = cases[i].sql,
+                           .sql_len = strlen(cases[i].sql),
+                           .mode = cases[i].mode,
+                           .changes = &changes,
+                           .on_progress = count_progress,
+                           .progress_ctx = &calls};
+        dg_error_t err;
+        dg_error_clear(&err);
+        dg_db_cursor_t *c = NULL;
+        dg_rc_t rc = dg_db_query_start(g_db, &q, &c, &err);
+        dg_db_cursor_free(c);
+        assert_int_equal(changes, cases[i].changes);
+        if (rc == DG_OK) {
+            assert_true(calls > 0);
+        }
+    }
 }
 
 /* ---- function inventory ---- */
@@ -1333,6 +1387,7 @@ int main(void)
         cmocka_unit_test(test_sandbox_messages),
         cmocka_unit_test(test_sandbox_limits),
         cmocka_unit_test(test_admin_mode),
+        cmocka_unit_test(test_admin_changes_and_progress),
         cmocka_unit_test(test_function_inventory),
         cmocka_unit_test(test_all_types),
         cmocka_unit_test(test_literal_types),

@@ -54,7 +54,7 @@ static void test_frame_header(void **state)
     /* 0x01020304 > DG_FRAME_MAX_PAYLOAD: the decoder refuses it. */
     assert_int_equal(dg_frame_header_decode(h, &t, &len), DG_PROTOCOL);
 
-    for (int type = DG_FRAME_REQ; type <= DG_FRAME_ERROR; type++) {
+    for (int type = DG_FRAME_REQ; type <= DG_FRAME_PROGRESS; type++) {
         dg_frame_header_encode(h, (dg_frame_type_t)type, DG_FRAME_MAX_PAYLOAD);
         assert_int_equal(dg_frame_header_decode(h, &t, &len), DG_OK);
         assert_int_equal(t, type);
@@ -63,7 +63,7 @@ static void test_frame_header(void **state)
     dg_frame_header_encode(h, DG_FRAME_END, 7);
     h[4] = 0;
     assert_int_equal(dg_frame_header_decode(h, &t, &len), DG_PROTOCOL);
-    h[4] = 7;
+    h[4] = DG_FRAME_PROGRESS + 1;
     assert_int_equal(dg_frame_header_decode(h, &t, &len), DG_PROTOCOL);
     h[4] = DG_FRAME_END;
     h[5] = 1; /* flags are reserved */
@@ -897,6 +897,70 @@ static int group_setup(void **state)
     }
     return 0;
 }
+static void *waiter_on0_main(void *arg)
+{
+    holder_t *h = arg;
+    h->acquire_rc = dg_engines_acquire_on(h->p, 0, -1, &h->s, NULL);
+    return NULL;
+}
+
+/* dg_engines_acquire_on: only slots of the named engine; a waiter for a busy engine neither
+ * takes another engine's slot nor holds up requests that can. */
+static void test_acquire_on(void **state)
+{
+    (void)state;
+    pool_fix_t f;
+    fix_start(&f, 2, 1, 4);
+    dg_slot_t *s0 = NULL, *s1 = NULL;
+    int retry = 0;
+    assert_int_equal(dg_engines_acquire_on(f.p, 2, -1, &s0, &retry), DG_INTERNAL);
+    assert_int_equal(dg_engines_acquire_on(f.p, 0, -1, &s0, &retry), DG_OK);
+    /* Engine 0's only slot is leased: a request for engine 0 waits and times out although
+     * engine 1 is free. */
+    int64_t t0 = dg_now_ms();
+    assert_int_equal(dg_engines_acquire_on(f.p, 0, -1, &s1, &retry), DG_OVERLOADED);
+    assert_true(dg_now_ms() - t0 >= 150);
+    assert_null(s1);
+
+    /* A queued waiter for engine 0 ... */
+    f.cfg.queue_timeout_ms = 10000;
+    holder_t w = {.p = f.p};
+    pthread_t tw;
+    pthread_create(&tw, NULL, waiter_on0_main, &w);
+    dg_engines_stats_t st;
+    for (int i = 0; i < 200; i++) {
+        dg_engines_stats(f.p, &st);
+        if (st.queue_depth == 1) {
+            break;
+        }
+        dg_sleep_ms(10);
+    }
+    assert_int_equal(st.queue_depth, 1);
+    /* ... does not stop a request for any engine from taking engine 1 at once, */
+    t0 = dg_now_ms();
+    assert_int_equal(dg_engines_acquire(f.p, -1, &s1, &retry), DG_OK);
+    assert_true(dg_now_ms() - t0 < 150);
+    /* and releasing engine 1's slot does not hand it to the engine-0 waiter. */
+    dg_engines_release(f.p, s1);
+    dg_sleep_ms(50);
+    dg_engines_stats(f.p, &st);
+    assert_int_equal(st.queue_depth, 1);
+    assert_int_equal(dg_engines_try_acquire(f.p, 1, &s1), DG_OK);
+    dg_engines_release(f.p, s1);
+    /* Engine 0's slot goes to its waiter. */
+    dg_engines_release(f.p, s0);
+    pthread_join(tw, NULL);
+    assert_int_equal(w.acquire_rc, DG_OK);
+    assert_non_null(w.s);
+    dg_engines_stats(f.p, &st);
+    assert_int_equal(st.queue_depth, 0);
+    /* The slot it got is engine 0's: engine 0 has no free slot left, engine 1 has. */
+    assert_int_equal(dg_engines_try_acquire(f.p, 0, &s0), DG_OVERLOADED);
+    assert_int_equal(dg_engines_try_acquire(f.p, 1, &s1), DG_OK);
+    dg_engines_release(f.p, s1);
+    dg_engines_release(f.p, w.s);
+    fix_stop(&f);
+}
 
 static int group_teardown(void **state)
 {
@@ -922,7 +986,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_admission),        cmocka_unit_test(test_deadline_interrupt),
         cmocka_unit_test(test_kill_path),        cmocka_unit_test(test_engine_crash),
         cmocka_unit_test(test_cancel_midstream), cmocka_unit_test(test_client_gone),
-        cmocka_unit_test(test_stop_drain),
+        cmocka_unit_test(test_stop_drain),       cmocka_unit_test(test_acquire_on),
         cmocka_unit_test(test_start_failure),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

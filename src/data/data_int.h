@@ -1,0 +1,63 @@
+/* Internals shared by the files of src/data: the progress display and the atomic file
+ * replacement. Single-threaded. */
+#ifndef DG_DATA_INT_H
+#define DG_DATA_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/rc.h"
+#include "data/data.h"
+#include "db/db_build.h"
+
+/* ---- progress (data_progress.c) ---- */
+
+/* One step's progress display: a redrawn bar on a terminal, a plain line every few seconds
+ * otherwise. */
+typedef struct dg_data__bar {
+    FILE *out;
+    bool is_tty;
+    const char *label; /* borrowed for the step */
+    int64_t start_ms;
+    int64_t last_ms; /* last plain line */
+    int last_width;  /* characters of the last redrawn bar */
+    /* DuckDB's percent at its last change, and when: a percent that stops moving (a sort's
+     * merge phase) makes the ETA meaningless. */
+    double last_pct;
+    int64_t pct_ms;
+} dg_data__bar_t;
+
+/* Resolves o's stream and tty choice into bar (label NULL until a step starts). */
+void dg_data__bar_init(dg_data__bar_t *bar, const dg_data_opts_t *o);
+void dg_data__bar_start(dg_data__bar_t *bar, const char *label);
+/* dg_db_progress_fn: ctx is the bar. */
+void dg_data__bar_progress(const dg_db_progress_t *p, void *ctx);
+/* Ends the step's line; returns the step's time in ms. */
+int64_t dg_data__bar_end(dg_data__bar_t *bar, bool is_ok, uint64_t rows);
+
+/* One row of the summary table. */
+typedef struct dg_data__step_result {
+    char name[128];
+    uint64_t rows;
+    int64_t ms;
+} dg_data__step_result_t;
+
+/* Prints the summary table (step, rows, time) and the total. */
+void dg_data__summary(FILE *out, const dg_data__step_result_t *r, size_t n);
+
+/* ---- files (data_file.c) ---- */
+
+/* "<path>.next" into a malloc'd string; NULL on OOM. */
+char *dg_data__next_path(const char *path);
+/* Removes path and DuckDB's companions (path.wal, path.tmp directory contents are DuckDB's). */
+void dg_data__remove_db(const char *path);
+/* Copies src to dst (created 0644, replaced if present), fsyncs dst. DG_IO with the path. */
+dg_rc_t dg_data__copy_file(const char *src, const char *dst, dg_error_t *err);
+/* Makes next the new final: fsync(next), rename(next, final), fsync(directory). DG_IO. */
+dg_rc_t dg_data__commit(const char *next, const char *final_path, dg_error_t *err);
+/* Opens a trusted instance on path with o's threads and memory. */
+dg_rc_t dg_data__open(const char *path, const dg_data_opts_t *o, bool has_external_access,
+                      dg_db_build_t **out, dg_error_t *err);
+
+#endif

@@ -1,0 +1,247 @@
+/* The query log store (db_qlog.h): table creation, appends through DuckDB's appender with
+ * per-front sequence numbers (so a batch resent after a lost confirmation is not stored twice),
+ * retention deletes, and the listing query.
+ *
+ * Every statement here is trusted SQL written in this file; values from the front are appended
+ * or bound, never spliced into SQL text. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/db_internal.h"
+#include "db/db_qlog.h"
+
+static const char create_sql[] =
+    "CREATE TABLE IF NOT EXISTS " DG_DB_QLOG_TABLE " ("
+    "ts TIMESTAMP NOT NULL, request_id VARCHAR, kind VARCHAR, db VARCHAR, query VARCHAR, "
+    "principal VARCHAR, role VARCHAR, status INTEGER, code VARCHAR, \"rows\" UBIGINT, "
+    "bytes UBIGINT, queue_ms DOUBLE, duration_ms DOUBLE, cache VARCHAR, "
+    "front VARCHAR NOT NULL, seq UBIGINT NOT NULL)";
+
+const char dg_db_qlog_select_sql[] =
+    "SELECT ts, request_id, kind, db, query, principal, role, status, code, \"rows\", bytes, "
+    "queue_ms, duration_ms, cache FROM " DG_DB_QLOG_TABLE " "
+    "WHERE ($db = '' OR db = $db) AND status BETWEEN $slo AND $shi "
+    "AND ($since_us = 0 OR ts >= make_timestamp($since_us)) "
+    "ORDER BY ts DESC, seq DESC LIMIT $limit";
+
+dg_rc_t dg_db_qlog_open(const char *path, uint64_t memory_limit, dg_db_t **out, dg_error_t *err)
+{
+    dg_db_opts_t o = {
+        .path = path,
+        .name = "query_log",
+        .read_only = false,
+        .memory_limit = memory_limit,
+        .threads = 1,
+    };
+    dg_rc_t rc = dg_db_open(&o, out, err);
+    if (rc != DG_OK) {
+        return rc;
+    }
+    rc = dg_db_exec(*out, create_sql, err);
+    if (rc != DG_OK) {
+        dg_db_close(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Runs a prepared statement with one bound parameter and returns the first column of its one
+ * row as an unsigned number (for count/max), or the rows changed when want_changed. */
+static dg_rc_t run_one(dg_db_t *db, duckdb_connection con, const char *sql, const char *text_arg,
+                       int64_t int_arg, bool has_arg, bool want_changed, uint64_t *out,
+                       dg_error_t *err)
+{
+    duckdb_prepared_statement ps = NULL;
+    duckdb_result res;
+    bool has_res = false;
+    dg_rc_t rc = DG_OK;
+    *out = 0;
+    if (duckdb_prepare(con, sql, &ps) != DuckDBSuccess) {
+        rc = dg_db__error(db, -1, duckdb_prepare_error(ps), 0, err);
+        goto out;
+    }
+    if (has_arg && (text_arg ? duckdb_bind_varchar(ps, 1, text_arg)
+                             : duckdb_bind_int64(ps, 1, int_arg)) != DuckDBSuccess) {
+        rc = dg_error_set(err, DG_INTERNAL, "could not bind a query log parameter");
+        goto out;
+    }
+    has_res = true;
+    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess) {
+        rc = dg_db__error(db, (int)duckdb_result_error_type(&res), duckdb_result_error(&res), 0,
+                          err);
+        goto out;
+    }
+    if (want_changed) {
+        *out = (uint64_t)duckdb_rows_changed(&res);
+    } else {
+        duckdb_data_chunk chunk = duckdb_fetch_chunk(res);
+        if (chunk && duckdb_data_chunk_get_size(chunk) == 1) {
+            duckdb_vector v = duckdb_data_chunk_get_vector(chunk, 0);
+            const uint64_t *valid = duckdb_vector_get_validity(v);
+            if (!valid || (valid[0] & 1)) {
+                *out = ((const uint64_t *)duckdb_vector_get_data(v))[0];
+            }
+        }
+        if (chunk) {
+            duckdb_destroy_data_chunk(&chunk);
+        }
+    }
+out:
+    if (has_res) {
+        duckdb_destroy_result(&res);
+    }
+    if (ps) {
+        duckdb_destroy_prepare(&ps);
+    }
+    return rc;
+}
+
+static duckdb_state append_str(duckdb_appender app, const json_t *row, const char *key)
+{
+    const json_t *v = json_object_get(row, key);
+    if (!json_is_string(v)) {
+        return duckdb_append_null(app);
+    }
+    return duckdb_append_varchar_length(app, json_string_value(v), json_string_length(v));
+}
+
+static uint64_t json_u64(const json_t *row, const char *key)
+{
+    const json_t *v = json_object_get(row, key);
+    if (json_is_integer(v) && json_integer_value(v) > 0) {
+        return (uint64_t)json_integer_value(v);
+    }
+    return 0;
+}
+
+static double json_num(const json_t *row, const char *key)
+{
+    const json_t *v = json_object_get(row, key);
+    return json_is_number(v) ? json_number_value(v) : 0.0;
+}
+
+/* Appends one row; false when DuckDB refused a value. */
+static bool append_row(duckdb_appender app, const json_t *row, const char *front, uint64_t seq)
+{
+    json_int_t ts_ms = json_integer_value(json_object_get(row, "ts_ms"));
+    duckdb_timestamp ts = {.micros = (int64_t)ts_ms * 1000};
+    bool ok =
+        duckdb_append_timestamp(app, ts) == DuckDBSuccess &&
+        append_str(app, row, "request_id") == DuckDBSuccess &&
+        append_str(app, row, "kind") == DuckDBSuccess &&
+        append_str(app, row, "db") == DuckDBSuccess &&
+        append_str(app, row, "query") == DuckDBSuccess &&
+        append_str(app, row, "principal") == DuckDBSuccess &&
+        append_str(app, row, "role") == DuckDBSuccess &&
+        duckdb_append_int32(app, (int32_t)json_integer_value(json_object_get(row, "status"))) ==
+            DuckDBSuccess &&
+        append_str(app, row, "code") == DuckDBSuccess &&
+        duckdb_append_uint64(app, json_u64(row, "rows")) == DuckDBSuccess &&
+        duckdb_append_uint64(app, json_u64(row, "bytes")) == DuckDBSuccess &&
+        duckdb_append_double(app, json_num(row, "queue_ms")) == DuckDBSuccess &&
+        duckdb_append_double(app, json_num(row, "duration_ms")) == DuckDBSuccess &&
+        append_str(app, row, "cache") == DuckDBSuccess &&
+        duckdb_append_varchar(app, front) == DuckDBSuccess &&
+        duckdb_append_uint64(app, seq) == DuckDBSuccess;
+    return ok && duckdb_appender_end_row(app) == DuckDBSuccess;
+}
+
+dg_rc_t dg_db_qlog_append(dg_db_t *db, const char *front, const json_t *rows, uint64_t *io_last_seq,
+                          bool *io_known, size_t *out_appended, dg_error_t *err)
+{
+    duckdb_connection con = NULL;
+    duckdb_appender app = NULL;
+    dg_rc_t rc = DG_OK;
+    uint64_t last = *io_last_seq, max_seq = 0;
+    size_t n = 0;
+    *out_appended = 0;
+    if (!json_is_array(rows) || !front) {
+        return dg_error_set(err, DG_BAD_REQUEST, "qlog_append needs front and a rows array");
+    }
+    if (duckdb_connect(db->inst, &con) != DuckDBSuccess) {
+        return dg_error_set(err, DG_INTERNAL, "could not connect to the query log");
+    }
+    if (!*io_known) {
+        rc = run_one(db, con,
+                     "SELECT CAST(coalesce(max(seq), 0) AS UBIGINT) FROM " DG_DB_QLOG_TABLE
+                     " WHERE front = $1",
+                     front, 0, true, false, &last, err);
+        if (rc != DG_OK) {
+            goto out;
+        }
+    }
+    if (duckdb_appender_create(con, NULL, DG_DB_QLOG_TABLE, &app) != DuckDBSuccess) {
+        rc = dg_error_set(err, DG_INTERNAL, "could not create the query log appender: %s",
+                          app ? duckdb_appender_error(app) : "?");
+        goto out;
+    }
+    size_t i;
+    const json_t *row;
+    max_seq = last;
+    json_array_foreach(rows, i, row)
+    {
+        json_t *sv = json_object_get(row, "seq");
+        if (!json_is_object(row) || !json_is_integer(sv) || json_integer_value(sv) <= 0) {
+            rc = dg_error_set(err, DG_BAD_REQUEST, "query log row %zu has no seq", i);
+            goto out;
+        }
+        uint64_t seq = (uint64_t)json_integer_value(sv);
+        if (seq <= last) {
+            continue; /* stored by an earlier call whose confirmation was lost */
+        }
+        if (!append_row(app, row, front, seq)) {
+            rc = dg_error_set(err, DG_INTERNAL, "query log append failed: %s",
+                              duckdb_appender_error(app));
+            goto out;
+        }
+        if (seq > max_seq) {
+            max_seq = seq;
+        }
+        n++;
+    }
+    /* One flush: the whole batch commits in one transaction, or none of it does. */
+    if (duckdb_appender_flush(app) != DuckDBSuccess) {
+        rc = dg_error_set(err, DG_IO, "query log flush failed: %s", duckdb_appender_error(app));
+        goto out;
+    }
+    *io_last_seq = max_seq;
+    *io_known = true;
+    *out_appended = n;
+out:
+    if (app) {
+        duckdb_appender_destroy(&app);
+    }
+    duckdb_disconnect(&con);
+    return rc;
+}
+
+dg_rc_t dg_db_qlog_retain(dg_db_t *db, int64_t cutoff_ms, uint64_t max_rows, uint64_t *out_deleted,
+                          dg_error_t *err)
+{
+    duckdb_connection con = NULL;
+    dg_rc_t rc = DG_OK;
+    uint64_t n = 0, count = 0;
+    *out_deleted = 0;
+    if (duckdb_connect(db->inst, &con) != DuckDBSuccess) {
+        return dg_error_set(err, DG_INTERNAL, "could not connect to the query log");
+    }
+    if (cutoff_ms > 0) {
+        rc = run_one(db, con, "DELETE FROM " DG_DB_QLOG_TABLE " WHERE ts < make_timestamp($1)",
+                     NULL, cutoff_ms * 1000, true, true, &n, err);
+        *out_deleted += n;
+    }
+    if (rc == DG_OK && max_rows > 0) {
+        rc = run_one(db, con, "SELECT CAST(count(*) AS UBIGINT) FROM " DG_DB_QLOG_TABLE, NULL, 0,
+                     false, false, &count, err);
+        if (rc == DG_OK && count > max_rows) {
+            rc = run_one(db, con,
+                         "DELETE FROM " DG_DB_QLOG_TABLE
+                         " WHERE rowid IN (SELECT rowid FROM " DG_DB_QLOG_TABLE
+                         " ORDER BY ts DESC, seq DESC OFFSET $1)",
+                         NULL, (int64_t)max_rows, true, true, &n, err);
+            *out_deleted += n;
+        }
+    }
+    duckdb_disconnect(&con);
+    return rc;
+}

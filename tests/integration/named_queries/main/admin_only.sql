@@ -1,0 +1,3 @@
+-- @description Only admins may run this
+-- @roles admin
+SELECT count(*) AS n FROM t

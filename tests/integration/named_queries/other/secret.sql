@@ -1,0 +1,3 @@
+-- @description The other database's rows
+-- @roles viewer
+SELECT secret FROM private_t

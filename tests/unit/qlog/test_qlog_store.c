@@ -1,0 +1,262 @@
+/* Unit tests of the query log store (src/db/db_qlog.c) on a real DuckDB file in a temporary
+ * directory: creation, appends, sequence-number deduplication (a resent batch is not stored
+ * twice, also after reopening), retention by age and by row count, the listing query's filters
+ * and order, and that the store refuses malformed batches. */
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/dgtime.h"
+#include "db/db.h"
+#include "db/db_qlog.h"
+
+static char g_dir[256];
+static char g_path[320];
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(g_dir, sizeof g_dir, "%s/dg_qlog_test_XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(g_dir)) {
+        return -1;
+    }
+    snprintf(g_path, sizeof g_path, "%s/query_log.duckdb", g_dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char p[400];
+    snprintf(p, sizeof p, "%s.wal", g_path);
+    unlink(p);
+    unlink(g_path);
+    rmdir(g_dir);
+    return 0;
+}
+
+/* A row as the front ships it. */
+static json_t *row(uint64_t seq, int64_t ts_ms, const char *db, int status, uint64_t rows)
+{
+    char rid[32];
+    snprintf(rid, sizeof rid, "req-%llu", (unsigned long long)seq);
+    json_t *r = json_pack(
+        "{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:f, s:f}", "seq", (json_int_t)seq,
+        "ts_ms", (json_int_t)ts_ms, "request_id", rid, "kind", "sql", "db", db, "query",
+        "SELECT 42", "principal", "ip:127.0.0.1", "role", "analyst", "status", status, "rows",
+        (json_int_t)rows, "bytes", (json_int_t)10, "queue_ms", 0.0, "duration_ms", 1.5);
+    assert_non_null(r);
+    json_object_set_new(r, "code", status >= 400 ? json_string("SQL_ERROR") : json_null());
+    json_object_set_new(r, "cache", json_null());
+    return r;
+}
+
+/* Runs the listing query with the given filters; returns the request ids in order as one
+ * comma-separated string (caller frees) and the row count. */
+static char *list(dg_db_t *db, const char *fdb, int slo, int shi, int64_t since_us, int limit,
+                  size_t *out_n)
+{
+    json_t *p = json_pack("{s:s, s:i, s:i, s:I, s:i}", "db", fdb, "slo", slo, "shi", shi,
+                          "since_us", (json_int_t)since_us, "limit", limit);
+    char *params = json_dumps(p, JSON_COMPACT);
+    json_decref(p);
+    dg_db_query_t q = {.sql = dg_db_qlog_select_sql,
+                       .sql_len = strlen(dg_db_qlog_select_sql),
+                       .params_json = params,
+                       .params_len = strlen(params),
+                       .mode = DG_DB_MODE_ADMIN};
+    dg_db_cursor_t *c = NULL;
+    dg_error_t err;
+    dg_error_clear(&err);
+    dg_rc_t rc = dg_db_query_start(db, &q, &c, &err);
+    if (rc != DG_OK) {
+        fail_msg("listing failed: %s", err.msg);
+    }
+    const dg_schema_t *sc = dg_db_cursor_schema(c);
+    assert_int_equal(sc->n_cols, 14);
+    assert_string_equal(sc->names[0], "ts");
+    assert_string_equal(sc->names[1], "request_id");
+    dg_buf_t out;
+    dg_buf_init(&out, 0);
+    *out_n = 0;
+    const dg_batch_t *b = NULL;
+    while (dg_db_cursor_next(c, &b, &err) == DG_OK && b) {
+        const dg_strval_t *ids = b->cols[1].data;
+        for (uint64_t i = 0; i < b->n_rows; i++) {
+            uint32_t len;
+            const char *s = dg_strval_data(&ids[i], &len);
+            dg_buf_printf(&out, "%s%.*s", *out_n ? "," : "", (int)len, s);
+            (*out_n)++;
+        }
+    }
+    dg_db_cursor_free(c);
+    free(params);
+    if (!out.p) {
+        return strdup("");
+    }
+    return dg_buf_take(&out, NULL);
+}
+
+static dg_db_t *open_store(void)
+{
+    dg_db_t *db = NULL;
+    dg_error_t err;
+    dg_error_clear(&err);
+    if (dg_db_qlog_open(g_path, 64u << 20, &db, &err) != DG_OK) {
+        fail_msg("open failed: %s", err.msg);
+    }
+    return db;
+}
+
+static void test_append_dedup_list(void **state)
+{
+    (void)state;
+    int64_t now = dg_wall_ms();
+    dg_db_t *db = open_store();
+    json_t *batch = json_array();
+    json_array_append_new(batch, row(1, now - 3000, "main", 200, 5));
+    json_array_append_new(batch, row(2, now - 2000, "other", 400, 0));
+    json_array_append_new(batch, row(3, now - 1000, "main", 504, 0));
+    uint64_t last = 0;
+    bool known = false;
+    size_t n = 0;
+    dg_error_t err;
+    dg_error_clear(&err);
+    assert_int_equal(dg_db_qlog_append(db, "frontA", batch, &last, &known, &n, &err), DG_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(last, 3);
+    assert_true(known);
+    /* The same batch again (its confirmation was lost): nothing new is stored. */
+    assert_int_equal(dg_db_qlog_append(db, "frontA", batch, &last, &known, &n, &err), DG_OK);
+    assert_int_equal(n, 0);
+    /* Another front has its own sequence numbers. */
+    bool known_b = false;
+    uint64_t last_b = 0;
+    json_t *b2 = json_array();
+    json_array_append_new(b2, row(1, now, "main", 200, 1));
+    assert_int_equal(dg_db_qlog_append(db, "frontB", b2, &last_b, &known_b, &n, &err), DG_OK);
+    assert_int_equal(n, 1);
+    json_decref(b2);
+
+    size_t cnt;
+    char *ids = list(db, "", 0, 999, 0, 100, &cnt);
+    assert_int_equal(cnt, 4);
+    assert_string_equal(ids, "req-1,req-3,req-2,req-1"); /* newest first */
+    free(ids);
+    ids = list(db, "main", 0, 999, 0, 100, &cnt);
+    assert_string_equal(ids, "req-1,req-3,req-1");
+    free(ids);
+    ids = list(db, "", 400, 599, 0, 100, &cnt);
+    assert_string_equal(ids, "req-3,req-2");
+    free(ids);
+    ids = list(db, "", 0, 999, (now - 1500) * 1000, 100, &cnt);
+    assert_string_equal(ids, "req-1,req-3");
+    free(ids);
+    ids = list(db, "", 0, 999, 0, 1, &cnt);
+    assert_int_equal(cnt, 1);
+    free(ids);
+    /* A filter value is data, never SQL. */
+    ids = list(db, "main' OR '1'='1", 0, 999, 0, 100, &cnt);
+    assert_int_equal(cnt, 0);
+    free(ids);
+    dg_db_close(db);
+
+    /* Reopened (a new engine process): the highest stored seq is read back from the table. */
+    db = open_store();
+    last = 0;
+    known = false;
+    json_array_append_new(batch, row(4, now, "main", 200, 1));
+    assert_int_equal(dg_db_qlog_append(db, "frontA", batch, &last, &known, &n, &err), DG_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(last, 4);
+    ids = list(db, "", 0, 999, 0, 100, &cnt);
+    assert_int_equal(cnt, 5);
+    free(ids);
+    json_decref(batch);
+    dg_db_close(db);
+}
+
+static void test_retention(void **state)
+{
+    (void)state;
+    int64_t now = dg_wall_ms();
+    int64_t day = 86400000;
+    dg_db_t *db = open_store();
+    size_t cnt;
+    char *ids = list(db, "", 0, 999, 0, 1000, &cnt);
+    size_t before = cnt;
+    free(ids);
+    json_t *batch = json_array();
+    /* Two rows 40 and 31 days old, three newer than any row of the other tests. */
+    json_array_append_new(batch, row(101, now - 40 * day, "main", 200, 1));
+    json_array_append_new(batch, row(102, now - 31 * day, "main", 200, 1));
+    json_array_append_new(batch, row(103, now + 1000, "main", 200, 1));
+    json_array_append_new(batch, row(104, now + 2000, "main", 200, 1));
+    json_array_append_new(batch, row(105, now + 3000, "main", 200, 1));
+    uint64_t last = 0;
+    bool known = false;
+    size_t n;
+    dg_error_t err;
+    dg_error_clear(&err);
+    assert_int_equal(dg_db_qlog_append(db, "frontR", batch, &last, &known, &n, &err), DG_OK);
+    assert_int_equal(n, 5);
+    json_decref(batch);
+    uint64_t deleted = 0;
+    assert_int_equal(dg_db_qlog_retain(db, now - 30 * day, 0, &deleted, &err), DG_OK);
+    assert_int_equal(deleted, 2);
+    ids = list(db, "", 0, 999, 0, 1000, &cnt);
+    assert_int_equal(cnt, before + 3);
+    assert_null(strstr(ids, "req-101"));
+    assert_null(strstr(ids, "req-102"));
+    free(ids);
+    /* Row cap: only the newest 2 stay. */
+    assert_int_equal(dg_db_qlog_retain(db, 0, 2, &deleted, &err), DG_OK);
+    assert_int_equal(deleted, before + 1);
+    ids = list(db, "", 0, 999, 0, 1000, &cnt);
+    assert_int_equal(cnt, 2);
+    assert_string_equal(ids, "req-105,req-104");
+    free(ids);
+    /* Under the cap: nothing happens. */
+    assert_int_equal(dg_db_qlog_retain(db, 0, 10, &deleted, &err), DG_OK);
+    assert_int_equal(deleted, 0);
+    dg_db_close(db);
+}
+
+static void test_bad_batches(void **state)
+{
+    (void)state;
+    dg_db_t *db = open_store();
+    uint64_t last = 0;
+    bool known = false;
+    size_t n;
+    dg_error_t err;
+    dg_error_clear(&err);
+    json_t *notarray = json_object();
+    assert_int_equal(dg_db_qlog_append(db, "f", notarray, &last, &known, &n, &err), DG_BAD_REQUEST);
+    json_decref(notarray);
+    json_t *noseq = json_pack("[{s:s}]", "kind", "sql");
+    dg_error_clear(&err);
+    assert_int_equal(dg_db_qlog_append(db, "f", noseq, &last, &known, &n, &err), DG_BAD_REQUEST);
+    assert_non_null(strstr(err.msg, "seq"));
+    json_decref(noseq);
+    dg_db_close(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_append_dedup_list),
+        cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_bad_batches),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
