@@ -36,8 +36,13 @@ def _wait_busy(server, deadline_s=5.0):
     raise AssertionError("the slot never became busy: a slow query was expected to hold it")
 
 
+# Servers with one slot and no queue run without the query log: its flusher borrows a free slot
+# of engine 0 for a moment, and with queue_len 0 a query arriving then is refused.
+
+
 def test_overloaded(make_server):
-    s = make_server(engines=1, slots=1, extra=["--queue-len", "0", "--timeout-ms", "3000"])
+    s = make_server(engines=1, slots=1, extra=["--query-log", "off", "--queue-len", "0",
+                                                 "--timeout-ms", "3000"])
     th, out = _bg_query(s, ENDLESS_SQL)
     time.sleep(0.3)
     r = _wait_busy(s)
@@ -96,7 +101,8 @@ def test_timeout_ceiling_clamps(make_server):
 
 
 def test_disconnect_interrupts_query(make_server):
-    s = make_server(engines=1, slots=1, extra=["--queue-len", "0", "--timeout-ms", "30000"])
+    s = make_server(engines=1, slots=1, extra=["--query-log", "off", "--queue-len", "0",
+                                                 "--timeout-ms", "30000"])
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
     sock.sendall(post_request_bytes("main", json.dumps({"sql": ENDLESS_SQL})))
     time.sleep(0.3)
@@ -120,7 +126,8 @@ def test_disconnect_interrupts_query(make_server):
 
 def test_disconnect_ndjson_stream(make_server):
     """A streaming client that stops reading and hangs up also frees its slot."""
-    s = make_server(engines=1, slots=1, extra=["--queue-len", "0", "--timeout-ms", "30000"])
+    s = make_server(engines=1, slots=1, extra=["--query-log", "off", "--queue-len", "0",
+                                                 "--timeout-ms", "30000"])
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
     body = json.dumps({"sql": "SELECT range, repeat('x', 100) FROM range(1000000000000)"})
     req = post_request_bytes("main?format=ndjson", body)
@@ -144,7 +151,8 @@ def test_disconnect_ndjson_stream(make_server):
 def test_stalled_reader_is_dropped(make_server):
     """A client that stops reading a stream (without hanging up) is dropped after
     client_timeout_s without progress, and its query is interrupted: the slot frees up."""
-    s = make_server(engines=1, slots=1, extra=["--queue-len", "0", "--timeout-ms", "60000",
+    s = make_server(engines=1, slots=1, extra=["--query-log", "off", "--queue-len", "0",
+                                                 "--timeout-ms", "60000",
                                                "--client-timeout-s", "2"])
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
