@@ -341,18 +341,12 @@ dg_rc_t dg_auth_gate(const dg_auth_result_t *res, dg_role_t need, const char *db
 /* True when the comma-separated list holds db[0..len) (items trimmed of spaces). */
 static bool list_has(const char *list, const char *db, size_t len)
 {
-    for (const char *p = list; *p;) {
-        p += strspn(p, " \t");
-        size_t n = strcspn(p, ",");
-        size_t t = n;
-        while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t')) {
-            t--;
-        }
-        if (t == len && memcmp(p, db, len) == 0) {
+    const char *p = list;
+    dg_str_t item;
+    while (dg_str_list_next(&p, &item)) {
+        if (item.len == len && memcmp(item.p, db, len) == 0) {
             return true;
         }
-        p += n;
-        p += *p == ',';
     }
     return false;
 }
@@ -376,20 +370,14 @@ void dg_auth_scope_narrow(dg_auth_result_t *res, const char *dbs)
     }
     /* Every database before: the list's well-formed names become the scope. */
     size_t k = 0;
-    for (const char *p = dbs; *p && k < DG_AUTH_MAX_DBS;) {
-        p += strspn(p, " \t");
-        size_t n = strcspn(p, ",");
-        size_t t = n;
-        while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t')) {
-            t--;
-        }
-        if (t > 0 && t < sizeof res->dbs[0]) {
-            memcpy(res->dbs[k], p, t);
-            res->dbs[k][t] = '\0';
+    const char *p = dbs;
+    dg_str_t item;
+    while (k < DG_AUTH_MAX_DBS && dg_str_list_next(&p, &item)) {
+        if (item.len > 0 && item.len < sizeof res->dbs[0]) {
+            memcpy(res->dbs[k], item.p, item.len);
+            res->dbs[k][item.len] = '\0';
             k++;
         }
-        p += n;
-        p += *p == ',';
     }
     res->n_dbs = k;
     res->has_no_db = k == 0;

@@ -31,6 +31,7 @@
 
 #include "auth/auth_jwt.h"
 #include "core/buf.h"
+#include "core/str.h"
 
 #define MAX_KEYS 64
 #define KID_MAX 128
@@ -70,6 +71,30 @@ static int b64_val(unsigned char c)
         return c - '0' + 52;
     }
     return c == '-' ? 62 : c == '_' ? 63 : -1;
+}
+
+void dg_jwt_b64url_encode(const unsigned char *in, size_t n, char *out)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n) {
+            v |= (uint32_t)in[i + 1] << 8;
+        }
+        if (i + 2 < n) {
+            v |= in[i + 2];
+        }
+        out[o++] = a[(v >> 18) & 63];
+        out[o++] = a[(v >> 12) & 63];
+        if (i + 1 < n) {
+            out[o++] = a[(v >> 6) & 63];
+        }
+        if (i + 2 < n) {
+            out[o++] = a[v & 63];
+        }
+    }
+    out[o] = '\0';
 }
 
 bool dg_jwt_b64url_decode(const char *s, size_t len, unsigned char *out, size_t cap,
@@ -470,18 +495,14 @@ static dg_rc_t parse_algorithms(dg_jwt_t *j, const char *list, unsigned have, dg
         return DG_OK;
     }
     unsigned algs = 0;
-    for (const char *p = list; *p;) {
-        p += strspn(p, " \t");
-        size_t n = strcspn(p, ",");
-        size_t t = n;
-        while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t')) {
-            t--;
-        }
-        unsigned a = alg_of(p, t);
+    const char *p = list;
+    dg_str_t item;
+    while (dg_str_list_next(&p, &item)) {
+        unsigned a = alg_of(item.p, item.len);
         if (!a) {
             return dg_error_set(err, DG_CONFIG,
                                 "jwt_algorithms: \"%.*s\" is not one of HS256, RS256, ES256",
-                                (int)(t > 32 ? 32 : t), p);
+                                (int)(item.len > 32 ? 32 : item.len), item.p);
         }
         if (!(have & a)) {
             return dg_error_set(err, DG_CONFIG,
@@ -491,8 +512,6 @@ static dg_rc_t parse_algorithms(dg_jwt_t *j, const char *list, unsigned have, dg
                                                     : "EC P-256");
         }
         algs |= a;
-        p += n;
-        p += *p == ',';
     }
     if (!algs) {
         return dg_error_set(err, DG_CONFIG, "jwt_algorithms is empty");

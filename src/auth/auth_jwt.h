@@ -90,5 +90,10 @@ dg_rc_t dg_jwt_verify(const dg_jwt_t *j, const char *tok, size_t len, int64_t no
  * False when malformed or when the result does not fit. Exposed for the tests. */
 bool dg_jwt_b64url_decode(const char *s, size_t len, unsigned char *out, size_t cap,
                           size_t *out_len);
+/* Characters of the base64url text (no padding) of n bytes, without the NUL. */
+#define DG_JWT_B64URL_LEN(n) (((n)*4 + 2) / 3)
+/* Base64url (RFC 4648 §5, no padding) of in[0..n) into out, which must hold
+ * DG_JWT_B64URL_LEN(n) + 1 bytes; NUL-terminated. The API key generator and the tests use it. */
+void dg_jwt_b64url_encode(const unsigned char *in, size_t n, char *out);
 
 #endif

@@ -18,6 +18,7 @@
 #include <openssl/sha.h>
 
 #include "auth/auth.h"
+#include "auth/auth_jwt.h"
 #include "core/buf.h"
 
 #define KEY_FILE_MAX (64u << 20)
@@ -194,30 +195,6 @@ const dg_auth_key_t *dg_auth_keys_find(const dg_auth_keyset_t *ks, const char *s
 
 /* ---- generation --------------------------------------------------------------------- */
 
-static void b64url(const unsigned char *in, size_t n, char *out)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n) {
-            v |= (uint32_t)in[i + 1] << 8;
-        }
-        if (i + 2 < n) {
-            v |= in[i + 2];
-        }
-        out[o++] = a[(v >> 18) & 63];
-        out[o++] = a[(v >> 12) & 63];
-        if (i + 1 < n) {
-            out[o++] = a[(v >> 6) & 63];
-        }
-        if (i + 2 < n) {
-            out[o++] = a[v & 63];
-        }
-    }
-    out[o] = '\0';
-}
-
 dg_rc_t dg_auth_key_generate(dg_auth_key_t *k, char out_secret[64])
 {
     unsigned char rnd[32], idb[8];
@@ -225,7 +202,7 @@ dg_rc_t dg_auth_key_generate(dg_auth_key_t *k, char out_secret[64])
         return DG_INTERNAL;
     }
     memcpy(out_secret, "dgk_", 4);
-    b64url(rnd, sizeof rnd, out_secret + 4);
+    dg_jwt_b64url_encode(rnd, sizeof rnd, out_secret + 4);
     OPENSSL_cleanse(rnd, sizeof rnd);
     for (size_t i = 0; i < sizeof idb; i++) {
         snprintf(k->id + 2 * i, 3, "%02x", idb[i]);

@@ -55,6 +55,19 @@ dg_str_t dg_str_trim(dg_str_t s)
     return s;
 }
 
+bool dg_str_list_next(const char **io_p, dg_str_t *out_item)
+{
+    const char *p = *io_p;
+    if (!*p) {
+        return false;
+    }
+    size_t n = strcspn(p, ",");
+    *out_item = dg_str_trim((dg_str_t){p, n});
+    p += n;
+    *io_p = p + (*p == ',');
+    return true;
+}
+
 dg_str_t dg_str_split(dg_str_t s, char c, dg_str_t *out_head)
 {
     const char *hit = s.len ? memchr(s.p, c, s.len) : NULL;

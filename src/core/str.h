@@ -26,6 +26,10 @@ dg_str_t dg_str_trim(dg_str_t s);
 /* Splits s at the first c: *out_head gets the part before it and the function returns the
  * rest after it (the empty view at p+len when c is absent; then *out_head is s). */
 dg_str_t dg_str_split(dg_str_t s, char c, dg_str_t *out_head);
+/* Iterates a comma-separated list held in a NUL-terminated string: from *io_p, the next item
+ * trimmed of spaces and tabs (possibly empty, as in "a,,b") into *out_item, and *io_p past its
+ * comma. False, with nothing changed, at the end of the string. Start with *io_p = the list. */
+bool dg_str_list_next(const char **io_p, dg_str_t *out_item);
 /* Parses an unsigned decimal integer that fills the whole view; false on overflow, sign,
  * empty input or any other byte. */
 bool dg_str_to_u64(dg_str_t s, uint64_t *out);

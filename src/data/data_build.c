@@ -205,29 +205,16 @@ dg_rc_t dg_data_build(const char *file, const char *pipeline_dir, const dg_data_
             rc = dg_error_set(err, one.rc, "step %s: %s", steps[i].name, one.msg);
             goto out;
         }
-        uint64_t rows = 0;
-        dg_data__bar_start(&bar, steps[i].name);
-        rc = dg_db_build_run(b, sql, dg_data__bar_progress, &bar, &rows, &one);
+        rc = dg_data__run_step(b, &bar, steps[i].name, sql, &res[i], &one);
         free(sql);
-        int64_t ms = dg_data__bar_end(&bar, rc == DG_OK, rows);
         if (rc != DG_OK) {
             dg_error_set(err, rc, "step %s failed: %s", steps[i].name, one.msg);
             goto out;
         }
-        snprintf(res[i].name, sizeof res[i].name, "%s", steps[i].name);
-        res[i].rows = rows;
-        res[i].ms = ms;
     }
-    dg_db_build_close(b);
-    b = NULL;
-    dg_data__summary(bar.out, res, n);
-    rc = dg_data__commit(next, file, err);
+    rc = dg_data__finish(&b, bar.out, res, n, next, file, err);
 out:
-    dg_db_build_close(b);
-    if (rc != DG_OK && next) {
-        dg_data__remove_db(next);
-    }
-    free(next);
+    dg_data__release(b, next, rc != DG_OK);
     dg_buf_free(&path);
     for (size_t i = 0; steps && i < n; i++) {
         free(steps[i].name);

@@ -127,3 +127,21 @@ dg_rc_t dg_data__open(const char *path, const dg_data_opts_t *o, bool has_extern
     };
     return dg_db_build_open(&bo, out, err);
 }
+
+dg_rc_t dg_data__finish(dg_db_build_t **b, FILE *out, const dg_data__step_result_t *res, size_t n,
+                        const char *next, const char *final_path, dg_error_t *err)
+{
+    dg_db_build_close(*b);
+    *b = NULL;
+    dg_data__summary(out, res, n);
+    return dg_data__commit(next, final_path, err);
+}
+
+void dg_data__release(dg_db_build_t *b, char *next, bool is_failed)
+{
+    dg_db_build_close(b);
+    if (is_failed && next) {
+        dg_data__remove_db(next);
+    }
+    free(next);
+}

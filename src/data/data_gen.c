@@ -377,31 +377,18 @@ dg_rc_t dg_data_gen_imdb(double scale, const char *out_path, const dg_data_opts_
     }
     dg_data__bar_init(&bar, o);
     for (size_t i = 0; i < sizeof gen_steps / sizeof gen_steps[0]; i++) {
-        uint64_t rows = 0;
         dg_error_t one;
         dg_error_clear(&one);
-        dg_data__bar_start(&bar, gen_steps[i].name);
-        rc = dg_db_build_run(b, gen_steps[i].sql, dg_data__bar_progress, &bar, &rows, &one);
-        int64_t ms = dg_data__bar_end(&bar, rc == DG_OK, rows);
+        rc = dg_data__run_step(b, &bar, gen_steps[i].name, gen_steps[i].sql, &res[n_res], &one);
         if (rc != DG_OK) {
             dg_error_set(err, rc, "generating %s: %s", gen_steps[i].name, one.msg);
             goto out;
         }
-        snprintf(res[n_res].name, sizeof res[n_res].name, "%s", gen_steps[i].name);
-        res[n_res].rows = rows;
-        res[n_res].ms = ms;
         n_res++;
     }
-    dg_db_build_close(b);
-    b = NULL;
-    dg_data__summary(bar.out, res, n_res);
-    rc = dg_data__commit(next, out_path, err);
+    rc = dg_data__finish(&b, bar.out, res, n_res, next, out_path, err);
 out:
-    dg_db_build_close(b);
-    if (rc != DG_OK && next) {
-        dg_data__remove_db(next);
-    }
-    free(next);
+    dg_data__release(b, next, rc != DG_OK);
     dg_buf_free(&hdr);
     return rc;
 }

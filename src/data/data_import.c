@@ -124,30 +124,17 @@ dg_rc_t dg_data_import_imdb(const char *dir, const char *out_path, const dg_data
             dg_error_set(err, rc, "out of memory");
             goto out;
         }
-        uint64_t rows = 0;
         dg_error_t one;
         dg_error_clear(&one);
-        dg_data__bar_start(&bar, dumps[i].table);
-        rc = dg_db_build_run(b, sql.p, dg_data__bar_progress, &bar, &rows, &one);
-        int64_t ms = dg_data__bar_end(&bar, rc == DG_OK, rows);
+        rc = dg_data__run_step(b, &bar, dumps[i].table, sql.p, &res[i], &one);
         if (rc != DG_OK) {
             dg_error_set(err, rc, "importing %s: %s", paths[i].p, one.msg);
             goto out;
         }
-        snprintf(res[i].name, sizeof res[i].name, "%s", dumps[i].table);
-        res[i].rows = rows;
-        res[i].ms = ms;
     }
-    dg_db_build_close(b);
-    b = NULL;
-    dg_data__summary(bar.out, res, N_DUMPS);
-    rc = dg_data__commit(next, out_path, err);
+    rc = dg_data__finish(&b, bar.out, res, N_DUMPS, next, out_path, err);
 out:
-    dg_db_build_close(b);
-    if (rc != DG_OK && next) {
-        dg_data__remove_db(next);
-    }
-    free(next);
+    dg_data__release(b, next, rc != DG_OK);
     dg_buf_free(&sql);
     for (size_t i = 0; i < N_DUMPS; i++) {
         dg_buf_free(&paths[i]);

@@ -45,6 +45,11 @@ typedef struct dg_data__step_result {
 
 /* Prints the summary table (step, rows, time) and the total. */
 void dg_data__summary(FILE *out, const dg_data__step_result_t *r, size_t n);
+/* Runs the trusted script sql on b as the step `name` under bar (borrowed) and records the
+ * step's name, rows written and time in *out. Errors of dg_db_build_run (DuckDB's message in
+ * err, for the caller to put in context). */
+dg_rc_t dg_data__run_step(dg_db_build_t *b, dg_data__bar_t *bar, const char *name, const char *sql,
+                          dg_data__step_result_t *out, dg_error_t *err);
 
 /* ---- files (data_file.c) ---- */
 
@@ -56,6 +61,14 @@ void dg_data__remove_db(const char *path);
 dg_rc_t dg_data__copy_file(const char *src, const char *dst, dg_error_t *err);
 /* Makes next the new final: fsync(next), rename(next, final), fsync(directory). DG_IO. */
 dg_rc_t dg_data__commit(const char *next, const char *final_path, dg_error_t *err);
+/* The end of a build into next whose steps all succeeded: closes *b (set to NULL) so DuckDB
+ * checkpoints, prints the summary of res[0..n) to out and commits next as final_path. Errors
+ * of dg_data__commit. */
+dg_rc_t dg_data__finish(dg_db_build_t **b, FILE *out, const dg_data__step_result_t *res, size_t n,
+                        const char *next, const char *final_path, dg_error_t *err);
+/* The cleanup of every build: closes b (may be NULL) and frees next (may be NULL; taken),
+ * removing that file and its companions first when is_failed. */
+void dg_data__release(dg_db_build_t *b, char *next, bool is_failed);
 /* Opens a trusted instance on path with o's threads and memory. */
 dg_rc_t dg_data__open(const char *path, const dg_data_opts_t *o, bool has_external_access,
                       dg_db_build_t **out, dg_error_t *err);

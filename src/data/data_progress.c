@@ -153,3 +153,16 @@ void dg_data__summary(FILE *out, const dg_data__step_result_t *r, size_t n)
     fprintf(out, "%-36s %14" PRIu64 " %10.2f\n", "total", rows, (double)ms / 1000);
     fflush(out);
 }
+
+dg_rc_t dg_data__run_step(dg_db_build_t *b, dg_data__bar_t *bar, const char *name, const char *sql,
+                          dg_data__step_result_t *out, dg_error_t *err)
+{
+    uint64_t rows = 0;
+    dg_data__bar_start(bar, name);
+    dg_rc_t rc = dg_db_build_run(b, sql, dg_data__bar_progress, bar, &rows, err);
+    int64_t ms = dg_data__bar_end(bar, rc == DG_OK, rows);
+    snprintf(out->name, sizeof out->name, "%s", name);
+    out->rows = rows;
+    out->ms = ms;
+    return rc;
+}

@@ -160,8 +160,8 @@ static dg_rc_t set_opt(duckdb_config cfg, const char *name, const char *value, d
     return DG_OK;
 }
 
-dg_rc_t dg_db__config_new(const dg_db_t *db, const char *temp_dir, bool is_sandbox,
-                          duckdb_config *out, dg_error_t *err)
+/* A DuckDB config holding s. DG_CONFIG (message names the setting), DG_NOMEM. */
+static dg_rc_t config_new(const dg_db__settings_t *s, duckdb_config *out, dg_error_t *err)
 {
     dg_rc_t rc;
     duckdb_config cfg = NULL;
@@ -173,8 +173,12 @@ dg_rc_t dg_db__config_new(const dg_db_t *db, const char *temp_dir, bool is_sandb
     }
     /* Each call applies the option to the config at once, so order matters: paths before
      * enable_external_access=false (which refuses later path settings), and
-     * lock_configuration last. */
-    rc = set_opt(cfg, "access_mode", db->read_only ? "READ_ONLY" : "READ_WRITE", err);
+     * lock_configuration last. Only what is built in (parquet, json, icu): no instance ever
+     * downloads or loads an extension. */
+    rc = DG_OK;
+    if (s->access_mode) {
+        rc = set_opt(cfg, "access_mode", s->access_mode, err);
+    }
     if (rc == DG_OK) {
         rc = set_opt(cfg, "autoinstall_known_extensions", "false", err);
     }
@@ -190,27 +194,25 @@ dg_rc_t dg_db__config_new(const dg_db_t *db, const char *temp_dir, bool is_sandb
     if (rc == DG_OK) {
         rc = set_opt(cfg, "allow_persistent_secrets", "false", err);
     }
-    if (rc == DG_OK && db->memory_limit) {
-        snprintf(num, sizeof num, "%" PRIu64 "B", db->memory_limit);
+    if (rc == DG_OK && s->memory_limit) {
+        snprintf(num, sizeof num, "%" PRIu64 "B", s->memory_limit);
         rc = set_opt(cfg, "memory_limit", num, err);
     }
-    if (rc == DG_OK) {
-        snprintf(num, sizeof num, "%" PRIu64 "B",
-                 db->max_temp_bytes ? db->max_temp_bytes : (uint64_t)1 << 30);
+    if (rc == DG_OK && s->max_temp_bytes) {
+        snprintf(num, sizeof num, "%" PRIu64 "B", s->max_temp_bytes);
         rc = set_opt(cfg, "max_temp_directory_size", num, err);
     }
-    if (rc == DG_OK) {
-        /* An empty temp_directory disables spilling. */
-        rc = set_opt(cfg, "temp_directory", temp_dir ? temp_dir : "", err);
+    if (rc == DG_OK && s->temp_dir) {
+        rc = set_opt(cfg, "temp_directory", s->temp_dir, err);
     }
-    if (rc == DG_OK) {
-        snprintf(num, sizeof num, "%d", db->threads > 0 ? db->threads : 1);
+    if (rc == DG_OK && s->threads > 0) {
+        snprintf(num, sizeof num, "%d", s->threads);
         rc = set_opt(cfg, "threads", num, err);
     }
-    if (rc == DG_OK && is_sandbox) {
+    if (rc == DG_OK && !s->has_external_access) {
         rc = set_opt(cfg, "enable_external_access", "false", err);
     }
-    if (rc == DG_OK && is_sandbox) {
+    if (rc == DG_OK && s->is_locked) {
         rc = set_opt(cfg, "lock_configuration", "true", err);
     }
     if (rc != DG_OK) {
@@ -221,6 +223,100 @@ dg_rc_t dg_db__config_new(const dg_db_t *db, const char *temp_dir, bool is_sandb
     return DG_OK;
 }
 
+void dg_db__settings_of(const dg_db_t *db, const char *temp_dir, bool is_sandbox,
+                        dg_db__settings_t *out)
+{
+    *out = (dg_db__settings_t){
+        .access_mode = db->read_only ? "READ_ONLY" : "READ_WRITE",
+        .memory_limit = db->memory_limit,
+        .max_temp_bytes = db->max_temp_bytes ? db->max_temp_bytes : (uint64_t)1 << 30,
+        /* An empty temp_directory disables spilling. */
+        .temp_dir = temp_dir ? temp_dir : "",
+        .threads = db->threads > 0 ? db->threads : 1,
+        .has_external_access = !is_sandbox,
+        .is_locked = is_sandbox,
+    };
+}
+
+dg_rc_t dg_db__instance_open(const dg_db_t *db, const char *path, const dg_db__settings_t *s,
+                             const char *what, duckdb_database *out, dg_error_t *err)
+{
+    duckdb_config cfg = NULL;
+    char *open_err = NULL;
+
+    *out = NULL;
+    dg_rc_t rc = config_new(s, &cfg, err);
+    if (rc != DG_OK) {
+        return rc;
+    }
+    if (duckdb_open_ext(path, out, cfg, &open_err) != DuckDBSuccess) {
+        char tmp[400];
+        dg_db__scrub(db, open_err ? open_err : "could not open the database", tmp, sizeof tmp);
+        rc = dg_error_set(err, DG_IO, "%s%s%s", what ? what : "", what ? ": " : "", tmp);
+        *out = NULL;
+    }
+    if (open_err) {
+        duckdb_free(open_err);
+    }
+    duckdb_destroy_config(&cfg);
+    return rc;
+}
+
+dg_rc_t dg_db__confine(const dg_db_t *db, duckdb_connection con, const char *what,
+                       const char *const *dirs, size_t n_dirs, dg_error_t *err)
+{
+    dg_buf_t sql;
+    dg_buf_init(&sql, 1 << 20);
+    /* The trailing slash keeps a sibling such as "<dir>-evil" outside the prefix. */
+    dg_rc_t rc = dg_buf_puts(&sql, "SET allowed_directories=[");
+    for (size_t i = 0; rc == DG_OK && i < n_dirs; i++) {
+        rc = dg_buf_printf(&sql, "%s'%s/'", i ? "," : "", dirs[i]);
+    }
+    if (rc == DG_OK) {
+        rc = dg_buf_puts(&sql, "]");
+    }
+    if (rc != DG_OK) {
+        dg_buf_free(&sql);
+        return dg_error_set(err, DG_NOMEM, "out of memory");
+    }
+    const char *const steps[] = {sql.p, "SET enable_external_access=false",
+                                 "SET lock_configuration=true"};
+    for (size_t i = 0; rc == DG_OK && i < sizeof steps / sizeof steps[0]; i++) {
+        duckdb_result res;
+        if (duckdb_query(con, steps[i], &res) != DuckDBSuccess) {
+            const char *m = duckdb_result_error(&res);
+            char tmp[256];
+            dg_db__scrub(db, m ? m : "refused", tmp, sizeof tmp);
+            rc = dg_error_set(err, DG_CONFIG, "%s setting refused: %s", what, tmp);
+        }
+        duckdb_destroy_result(&res);
+    }
+    dg_buf_free(&sql);
+    return rc;
+}
+
+dg_rc_t dg_db__execute(const dg_db_t *db, duckdb_connection con, const char *sql, duckdb_value arg,
+                       duckdb_result *out, dg_error_t *err)
+{
+    duckdb_prepared_statement ps = NULL;
+    dg_rc_t rc = DG_OK;
+    if (duckdb_prepare(con, sql, &ps) != DuckDBSuccess) {
+        rc = dg_db__error(db, -1, duckdb_prepare_error(ps), 0, err);
+        goto out;
+    }
+    if (arg && duckdb_bind_value(ps, 1, arg) != DuckDBSuccess) {
+        rc = dg_error_set(err, DG_INTERNAL, "could not bind an internal query's parameter");
+        goto out;
+    }
+    if (duckdb_execute_prepared(ps, out) != DuckDBSuccess) {
+        rc = dg_db__error(db, (int)duckdb_result_error_type(out), duckdb_result_error(out), 0, err);
+        duckdb_destroy_result(out);
+    }
+out:
+    duckdb_destroy_prepare(&ps);
+    return rc;
+}
+
 /* Runs trusted internal SQL whose result is one row on a fresh connection of db and hands that
  * row's chunk to take. DG_INTERNAL when the query fails or yields no row; else take's code. */
 typedef dg_rc_t (*one_row_fn)(duckdb_data_chunk chunk, void *ctx);
@@ -229,31 +325,23 @@ static dg_rc_t internal_one_row(dg_db_t *db, const char *sql, one_row_fn take, v
 {
     duckdb_connection con = NULL;
     duckdb_result res;
-    bool has_res = false;
     dg_rc_t rc = DG_INTERNAL;
     if (duckdb_connect(db->inst, &con) != DuckDBSuccess) {
-        con = NULL;
-        goto out;
+        return DG_INTERNAL;
     }
-    has_res = true;
-    if (duckdb_query(con, sql, &res) != DuckDBSuccess) {
+    if (dg_db__execute(db, con, sql, NULL, &res, NULL) != DG_OK) {
         goto out;
     }
     duckdb_data_chunk chunk = duckdb_fetch_chunk(res);
-    if (!chunk) {
-        goto out;
-    }
-    if (duckdb_data_chunk_get_size(chunk) == 1) {
+    if (chunk && duckdb_data_chunk_get_size(chunk) == 1) {
         rc = take(chunk, ctx);
     }
-    duckdb_destroy_data_chunk(&chunk);
+    if (chunk) {
+        duckdb_destroy_data_chunk(&chunk);
+    }
+    duckdb_destroy_result(&res);
 out:
-    if (has_res) {
-        duckdb_destroy_result(&res);
-    }
-    if (con) {
-        duckdb_disconnect(&con);
-    }
+    duckdb_disconnect(&con);
     return rc;
 }
 
@@ -297,8 +385,6 @@ static dg_rc_t load_identity(dg_db_t *db, dg_error_t *err)
 dg_rc_t dg_db_open(const dg_db_opts_t *opts, dg_db_t **out, dg_error_t *err)
 {
     dg_rc_t rc;
-    duckdb_config cfg = NULL;
-    char *open_err = NULL;
     dg_db_t *db = calloc(1, sizeof *db);
 
     *out = NULL;
@@ -344,26 +430,15 @@ dg_rc_t dg_db_open(const dg_db_opts_t *opts, dg_db_t **out, dg_error_t *err)
     db->memory_limit = opts->memory_limit;
     db->max_temp_bytes = opts->max_temp_bytes;
     db->threads = opts->threads;
-    rc = dg_db__config_new(db, db->temp_dir, true, &cfg, err);
+    dg_db__settings_t settings;
+    dg_db__settings_of(db, db->temp_dir, true, &settings);
+    rc = dg_db__instance_open(db, opts->path, &settings, NULL, &db->inst, err);
     if (rc != DG_OK) {
-        goto out;
-    }
-    if (duckdb_open_ext(opts->path, &db->inst, cfg, &open_err) != DuckDBSuccess) {
-        char tmp[400];
-        dg_db__scrub(db, open_err ? open_err : "could not open the database", tmp, sizeof tmp);
-        rc = dg_error_set(err, DG_IO, "%s", tmp);
-        db->inst = NULL;
         goto out;
     }
     dg_db__keywords_load(db->inst);
     rc = load_identity(db, err);
 out:
-    if (open_err) {
-        duckdb_free(open_err);
-    }
-    if (cfg) {
-        duckdb_destroy_config(&cfg);
-    }
     if (rc != DG_OK) {
         dg_db_close(db);
         return rc;
@@ -465,7 +540,7 @@ static const char catalog_sql[] =
 dg_rc_t dg_db_catalog_json(dg_db_t *db, dg_buf_t *out, dg_error_t *err)
 {
     duckdb_connection con = NULL;
-    duckdb_prepared_statement ps = NULL;
+    duckdb_value catalog = NULL;
     duckdb_result res;
     bool has_res = false;
     duckdb_data_chunk chunk = NULL;
@@ -477,20 +552,16 @@ dg_rc_t dg_db_catalog_json(dg_db_t *db, dg_buf_t *out, dg_error_t *err)
         rc = dg_error_set(err, DG_INTERNAL, "could not connect to the database");
         goto out;
     }
-    if (duckdb_prepare(con, catalog_sql, &ps) != DuckDBSuccess) {
-        rc = dg_db__error(db, -1, duckdb_prepare_error(ps), 0, err);
+    catalog = duckdb_create_varchar(db->catalog);
+    if (!catalog) {
+        rc = dg_error_set(err, DG_NOMEM, "out of memory");
         goto out;
     }
-    if (duckdb_bind_varchar(ps, 1, db->catalog) != DuckDBSuccess) {
-        rc = dg_error_set(err, DG_INTERNAL, "could not bind the catalog name");
+    rc = dg_db__execute(db, con, catalog_sql, catalog, &res, err);
+    if (rc != DG_OK) {
         goto out;
     }
     has_res = true;
-    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess) {
-        rc = dg_db__error(db, (int)duckdb_result_error_type(&res), duckdb_result_error(&res), 0,
-                          err);
-        goto out;
-    }
     rc = dg_buf_puts(out, "{\"name\":");
     if (rc == DG_OK) {
         rc = dg_buf_json_str(out, db->name, strlen(db->name));
@@ -595,8 +666,8 @@ out:
     if (has_res) {
         duckdb_destroy_result(&res);
     }
-    if (ps) {
-        duckdb_destroy_prepare(&ps);
+    if (catalog) {
+        duckdb_destroy_value(&catalog);
     }
     if (con) {
         duckdb_disconnect(&con);

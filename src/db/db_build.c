@@ -4,7 +4,6 @@
  * Why pending results: duckdb_query blocks until the statement is done and reports nothing;
  * driving the pending result ourselves (one task at a time, the other DuckDB threads working in
  * parallel) lets this thread poll duckdb_query_progress between tasks. */
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,20 +20,9 @@ struct dg_db_build {
     duckdb_connection con;
 };
 
-static dg_rc_t set_opt(duckdb_config cfg, const char *name, const char *value, dg_error_t *err)
-{
-    if (duckdb_set_config(cfg, name, value) != DuckDBSuccess) {
-        return dg_error_set(err, DG_CONFIG, "DuckDB refused setting %s=%s", name, value);
-    }
-    return DG_OK;
-}
-
 dg_rc_t dg_db_build_open(const dg_db_build_opts_t *opts, dg_db_build_t **out, dg_error_t *err)
 {
     dg_rc_t rc = DG_OK;
-    duckdb_config cfg = NULL;
-    char *open_err = NULL;
-    char num[32];
     dg_db_build_t *b = calloc(1, sizeof *b);
 
     *out = NULL;
@@ -45,41 +33,15 @@ dg_rc_t dg_db_build_open(const dg_db_build_opts_t *opts, dg_db_build_t **out, dg
         rc = dg_error_set(err, DG_IO, "no database path");
         goto out;
     }
-    if (duckdb_create_config(&cfg) != DuckDBSuccess) {
-        rc = dg_error_set(err, DG_NOMEM, "could not create a DuckDB config");
-        goto out;
-    }
-    /* Only what is built in (parquet, json, icu): the data tools never download extensions. */
-    rc = set_opt(cfg, "autoinstall_known_extensions", "false", err);
-    if (rc == DG_OK) {
-        rc = set_opt(cfg, "autoload_known_extensions", "false", err);
-    }
-    if (rc == DG_OK) {
-        rc = set_opt(cfg, "allow_community_extensions", "false", err);
-    }
-    if (rc == DG_OK) {
-        rc = set_opt(cfg, "allow_persistent_secrets", "false", err);
-    }
-    if (rc == DG_OK && opts->threads > 0) {
-        snprintf(num, sizeof num, "%d", opts->threads);
-        rc = set_opt(cfg, "threads", num, err);
-    }
-    if (rc == DG_OK && opts->memory_limit) {
-        snprintf(num, sizeof num, "%" PRIu64 "B", opts->memory_limit);
-        rc = set_opt(cfg, "memory_limit", num, err);
-    }
-    if (rc == DG_OK && opts->temp_dir && opts->temp_dir[0]) {
-        rc = set_opt(cfg, "temp_directory", opts->temp_dir, err);
-    }
-    if (rc == DG_OK && !opts->has_external_access) {
-        rc = set_opt(cfg, "enable_external_access", "false", err);
-    }
+    /* Read-write with every core and DuckDB's spill defaults unless told otherwise. */
+    dg_db__settings_t settings = {
+        .memory_limit = opts->memory_limit,
+        .temp_dir = opts->temp_dir && opts->temp_dir[0] ? opts->temp_dir : NULL,
+        .threads = opts->threads,
+        .has_external_access = opts->has_external_access,
+    };
+    rc = dg_db__instance_open(NULL, opts->path, &settings, NULL, &b->inst, err);
     if (rc != DG_OK) {
-        goto out;
-    }
-    if (duckdb_open_ext(opts->path, &b->inst, cfg, &open_err) != DuckDBSuccess) {
-        rc = dg_error_set(err, DG_IO, "%s", open_err ? open_err : "could not open the database");
-        b->inst = NULL;
         goto out;
     }
     if (duckdb_connect(b->inst, &b->con) != DuckDBSuccess) {
@@ -99,12 +61,6 @@ dg_rc_t dg_db_build_open(const dg_db_build_opts_t *opts, dg_db_build_t **out, dg
     }
     duckdb_destroy_result(&res);
 out:
-    if (open_err) {
-        duckdb_free(open_err);
-    }
-    if (cfg) {
-        duckdb_destroy_config(&cfg);
-    }
     if (rc != DG_OK) {
         dg_db_build_close(b);
         return rc;

@@ -82,34 +82,15 @@ static dg_rc_t export_dir_prepare(const char *export_dir, char **out_real, dg_er
 
 /* ---- the export instance ---- */
 
-/* Runs one trusted statement on con; DG_CONFIG with DuckDB's message scrubbed. */
-static dg_rc_t run_setting(dg_db_t *db, duckdb_connection con, const char *sql, dg_error_t *err)
-{
-    duckdb_result res;
-    dg_rc_t rc = DG_OK;
-    if (duckdb_query(con, sql, &res) != DuckDBSuccess) {
-        const char *m = duckdb_result_error(&res);
-        char tmp[256];
-        dg_db__scrub(db, m ? m : "refused", tmp, sizeof tmp);
-        rc = dg_error_set(err, DG_CONFIG, "export instance setting refused: %s", tmp);
-    }
-    duckdb_destroy_result(&res);
-    return rc;
-}
-
 /* Opens the export instance (db->export_lock held). */
 static dg_rc_t export_open(dg_db_t *db, const char *dir, dg_error_t *err)
 {
     dg_rc_t rc;
-    duckdb_config cfg = NULL;
     duckdb_database inst = NULL;
     duckdb_connection con = NULL;
-    char *open_err = NULL;
     char *spill = NULL;
     char *dir_copy = NULL;
-    dg_buf_t sql;
 
-    dg_buf_init(&sql, 4096 + PATH_MAX);
     if (db->temp_dir) {
         /* Its own spill directory: two instances must not share temp files. */
         size_t n = strlen(db->temp_dir) + sizeof "/export";
@@ -132,17 +113,12 @@ static dg_rc_t export_open(dg_db_t *db, const char *dir, dg_error_t *err)
         rc = dg_error_set(err, DG_NOMEM, "out of memory");
         goto out;
     }
-    /* The serving settings minus the last two, which are SET below once the one writable
+    /* The serving settings minus the last two, which dg_db__confine SETs once the one writable
      * directory is in place (allowed_directories cannot go through duckdb_set_config). */
-    rc = dg_db__config_new(db, spill, false, &cfg, err);
+    dg_db__settings_t settings;
+    dg_db__settings_of(db, spill, false, &settings);
+    rc = dg_db__instance_open(db, db->path, &settings, "export instance", &inst, err);
     if (rc != DG_OK) {
-        goto out;
-    }
-    if (duckdb_open_ext(db->path, &inst, cfg, &open_err) != DuckDBSuccess) {
-        char tmp[300];
-        dg_db__scrub(db, open_err ? open_err : "could not open the database", tmp, sizeof tmp);
-        rc = dg_error_set(err, DG_IO, "export instance: %s", tmp);
-        inst = NULL;
         goto out;
     }
     if (duckdb_connect(inst, &con) != DuckDBSuccess) {
@@ -150,19 +126,7 @@ static dg_rc_t export_open(dg_db_t *db, const char *dir, dg_error_t *err)
         rc = dg_error_set(err, DG_INTERNAL, "could not connect to the export instance");
         goto out;
     }
-    /* The trailing slash keeps a sibling such as "<dir>-evil" outside the prefix. */
-    rc = dg_buf_printf(&sql, "SET allowed_directories=['%s/']", dir);
-    if (rc != DG_OK) {
-        dg_error_set(err, rc, "out of memory");
-        goto out;
-    }
-    rc = run_setting(db, con, sql.p, err);
-    if (rc == DG_OK) {
-        rc = run_setting(db, con, "SET enable_external_access=false", err);
-    }
-    if (rc == DG_OK) {
-        rc = run_setting(db, con, "SET lock_configuration=true", err);
-    }
+    rc = dg_db__confine(db, con, "export instance", &dir, 1, err);
     if (rc != DG_OK) {
         goto out;
     }
@@ -177,13 +141,6 @@ out:
     if (inst) {
         duckdb_close(&inst);
     }
-    if (open_err) {
-        duckdb_free(open_err);
-    }
-    if (cfg) {
-        duckdb_destroy_config(&cfg);
-    }
-    dg_buf_free(&sql);
     free(dir_copy);
     free(spill);
     return rc;

@@ -35,18 +35,6 @@ struct dg_db_loader {
 
 /* ---- the loader ---------------------------------------------------------------------------- */
 
-static dg_rc_t loader_set(duckdb_connection con, const char *sql, dg_error_t *err)
-{
-    duckdb_result res;
-    dg_rc_t rc = DG_OK;
-    if (duckdb_query(con, sql, &res) != DuckDBSuccess) {
-        const char *m = duckdb_result_error(&res);
-        rc = dg_error_set(err, DG_CONFIG, "loader setting refused: %.300s", m ? m : "?");
-    }
-    duckdb_destroy_result(&res);
-    return rc;
-}
-
 /* A directory path goes into SQL string literals: refuse what would need escaping. */
 static bool plain_path(const char *p)
 {
@@ -63,11 +51,7 @@ dg_rc_t dg_db_loader_open(const char *const *dirs, size_t n_dirs, uint64_t memor
 {
     *out = NULL;
     dg_rc_t rc = DG_OK;
-    duckdb_config cfg = NULL;
     duckdb_connection con = NULL;
-    char *open_err = NULL;
-    dg_buf_t sql;
-    dg_buf_init(&sql, 1 << 20);
     dg_db_loader_t *l = calloc(1, sizeof *l);
     if (!l || !(l->dirs = calloc(n_dirs + 1, sizeof *l->dirs))) {
         rc = dg_error_set(err, DG_NOMEM, "out of memory");
@@ -85,15 +69,12 @@ dg_rc_t dg_db_loader_open(const char *const *dirs, size_t n_dirs, uint64_t memor
         l->dirs[l->n_dirs++] = real;
     }
     /* The serving settings (no extensions, memory, threads) on an in-memory instance; external
-     * access and the lock are SET below, after the one place it may read. */
+     * access and the lock are SET by dg_db__confine, after the one place it may read. */
     dg_db_t shape = {.read_only = false, .memory_limit = memory_limit, .threads = threads};
-    rc = dg_db__config_new(&shape, NULL, false, &cfg, err);
+    dg_db__settings_t settings;
+    dg_db__settings_of(&shape, NULL, false, &settings);
+    rc = dg_db__instance_open(NULL, ":memory:", &settings, "loader", &l->inst, err);
     if (rc != DG_OK) {
-        goto out;
-    }
-    if (duckdb_open_ext(":memory:", &l->inst, cfg, &open_err) != DuckDBSuccess) {
-        l->inst = NULL;
-        rc = dg_error_set(err, DG_CONFIG, "loader: %.300s", open_err ? open_err : "cannot open");
         goto out;
     }
     if (duckdb_connect(l->inst, &con) != DuckDBSuccess) {
@@ -101,36 +82,11 @@ dg_rc_t dg_db_loader_open(const char *const *dirs, size_t n_dirs, uint64_t memor
         rc = dg_error_set(err, DG_INTERNAL, "loader: cannot connect");
         goto out;
     }
-    /* The trailing slash keeps a sibling such as "<dir>-evil" outside the prefix. */
-    rc = dg_buf_puts(&sql, "SET allowed_directories=[");
-    for (size_t i = 0; rc == DG_OK && i < l->n_dirs; i++) {
-        rc = dg_buf_printf(&sql, "%s'%s/'", i ? "," : "", l->dirs[i]);
-    }
-    if (rc == DG_OK) {
-        rc = dg_buf_puts(&sql, "]");
-    }
-    if (rc != DG_OK) {
-        dg_error_set(err, DG_NOMEM, "out of memory");
-        goto out;
-    }
-    rc = loader_set(con, sql.p, err);
-    if (rc == DG_OK) {
-        rc = loader_set(con, "SET enable_external_access=false", err);
-    }
-    if (rc == DG_OK) {
-        rc = loader_set(con, "SET lock_configuration=true", err);
-    }
+    rc = dg_db__confine(NULL, con, "loader", (const char *const *)l->dirs, l->n_dirs, err);
 out:
     if (con) {
         duckdb_disconnect(&con);
     }
-    if (open_err) {
-        duckdb_free(open_err);
-    }
-    if (cfg) {
-        duckdb_destroy_config(&cfg);
-    }
-    dg_buf_free(&sql);
     if (rc != DG_OK) {
         dg_db_loader_close(l);
         return rc;

@@ -191,13 +191,46 @@ void dg_db__vec_fill(dg_vec_t *v, duckdb_vector dv, uint64_t n_rows);
 
 /* ---- Opening (db.c) ---- */
 
-/* A DuckDB config with the instance settings of DESIGN §4 layer 1 from db's open options.
- * is_sandbox: add enable_external_access=false and lock_configuration=true (serving instances);
- * false leaves both for the caller to SET on the first connection (the export instance, which
- * must set allowed_directories first). temp_dir: spill directory, NULL = no spilling.
- * DG_CONFIG (message names the setting), DG_NOMEM. *out is NULL on error. */
-dg_rc_t dg_db__config_new(const dg_db_t *db, const char *temp_dir, bool is_sandbox,
-                          duckdb_config *out, dg_error_t *err);
+/* The instance settings of one DuckDB instance. Every instance refuses extension installing and
+ * autoloading, community and unsigned extensions and persistent secrets; the rest is here. A
+ * zeroed struct means DuckDB's defaults with external access off. */
+typedef struct dg_db__settings {
+    const char *access_mode;  /* "READ_ONLY" or "READ_WRITE"; NULL = DuckDB's default */
+    uint64_t memory_limit;    /* bytes; 0 = DuckDB's default (80% of RAM) */
+    uint64_t max_temp_bytes;  /* bytes; 0 = DuckDB's default */
+    const char *temp_dir;     /* spill directory; "" = no spilling; NULL = DuckDB's default */
+    int threads;              /* 0 = DuckDB's default (every core) */
+    bool has_external_access; /* false: enable_external_access=false */
+    bool is_locked;           /* lock_configuration=true (set last) */
+} dg_db__settings_t;
+
+/* The settings of DESIGN §4 layer 1 from db's open options (borrowed; out points into db).
+ * is_sandbox: external access off and configuration locked (serving instances); false leaves
+ * both for the caller's dg_db__confine on the first connection (the export and loader
+ * instances, which must set allowed_directories first). temp_dir: spill directory, NULL = no
+ * spilling. */
+void dg_db__settings_of(const dg_db_t *db, const char *temp_dir, bool is_sandbox,
+                        dg_db__settings_t *out);
+/* Opens path (":memory:" allowed) as a new instance with settings s into *out (closed by the
+ * caller with duckdb_close). db (may be NULL) only supplies the paths scrubbed from messages;
+ * what (may be NULL) prefixes the open error. DG_IO (DuckDB's open error), DG_CONFIG (message
+ * names the setting), DG_NOMEM. *out is NULL on error. */
+dg_rc_t dg_db__instance_open(const dg_db_t *db, const char *path, const dg_db__settings_t *s,
+                             const char *what, duckdb_database *out, dg_error_t *err);
+/* Confines an instance opened with has_external_access, on its first connection con:
+ * allowed_directories = dirs (real paths with no quote, each given a trailing slash), then
+ * enable_external_access=false and lock_configuration=true, so that it may read or write inside
+ * dirs and nowhere else and nothing can loosen that. DG_CONFIG (DuckDB's message, prefixed by
+ * what and scrubbed of db's paths; db may be NULL), DG_NOMEM. */
+dg_rc_t dg_db__confine(const dg_db_t *db, duckdb_connection con, const char *what,
+                       const char *const *dirs, size_t n_dirs, dg_error_t *err);
+
+/* Prepares the trusted statement sql on con, binds arg (borrowed; NULL: no parameter) as its
+ * first parameter and executes it. On DG_OK *out holds the materialized result, which the
+ * caller destroys; on error nothing is left to destroy. Errors of dg_db__error (DuckDB's
+ * message scrubbed of db's paths), DG_INTERNAL when the bind fails. */
+dg_rc_t dg_db__execute(const dg_db_t *db, duckdb_connection con, const char *sql, duckdb_value arg,
+                       duckdb_result *out, dg_error_t *err);
 
 /* ---- Queries (db_query.c) ---- */
 

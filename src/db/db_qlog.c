@@ -45,31 +45,28 @@ dg_rc_t dg_db_qlog_open(const char *path, uint64_t memory_limit, dg_db_t **out, 
     return rc;
 }
 
-/* Runs a prepared statement with one bound parameter and returns the first column of its one
- * row as an unsigned number (for count/max), or the rows changed when want_changed. */
+/* Runs a statement with one bound parameter (when has_arg: text_arg, or int_arg when it is
+ * NULL) and returns the first column of its one row as an unsigned number (for count/max), or
+ * the rows changed when want_changed. */
 static dg_rc_t run_one(dg_db_t *db, duckdb_connection con, const char *sql, const char *text_arg,
                        int64_t int_arg, bool has_arg, bool want_changed, uint64_t *out,
                        dg_error_t *err)
 {
-    duckdb_prepared_statement ps = NULL;
+    duckdb_value arg = NULL;
     duckdb_result res;
-    bool has_res = false;
-    dg_rc_t rc = DG_OK;
     *out = 0;
-    if (duckdb_prepare(con, sql, &ps) != DuckDBSuccess) {
-        rc = dg_db__error(db, -1, duckdb_prepare_error(ps), 0, err);
-        goto out;
+    if (has_arg) {
+        arg = text_arg ? duckdb_create_varchar(text_arg) : duckdb_create_int64(int_arg);
+        if (!arg) {
+            return dg_error_set(err, DG_NOMEM, "out of memory");
+        }
     }
-    if (has_arg && (text_arg ? duckdb_bind_varchar(ps, 1, text_arg)
-                             : duckdb_bind_int64(ps, 1, int_arg)) != DuckDBSuccess) {
-        rc = dg_error_set(err, DG_INTERNAL, "could not bind a query log parameter");
-        goto out;
+    dg_rc_t rc = dg_db__execute(db, con, sql, arg, &res, err);
+    if (arg) {
+        duckdb_destroy_value(&arg);
     }
-    has_res = true;
-    if (duckdb_execute_prepared(ps, &res) != DuckDBSuccess) {
-        rc = dg_db__error(db, (int)duckdb_result_error_type(&res), duckdb_result_error(&res), 0,
-                          err);
-        goto out;
+    if (rc != DG_OK) {
+        return rc;
     }
     if (want_changed) {
         *out = (uint64_t)duckdb_rows_changed(&res);
@@ -86,14 +83,8 @@ static dg_rc_t run_one(dg_db_t *db, duckdb_connection con, const char *sql, cons
             duckdb_destroy_data_chunk(&chunk);
         }
     }
-out:
-    if (has_res) {
-        duckdb_destroy_result(&res);
-    }
-    if (ps) {
-        duckdb_destroy_prepare(&ps);
-    }
-    return rc;
+    duckdb_destroy_result(&res);
+    return DG_OK;
 }
 
 static duckdb_state append_str(duckdb_appender app, const json_t *row, const char *key)

@@ -476,6 +476,15 @@ static dg_rc_t finish(json_t *obj, dg_named_errors_t *errs, json_t **out)
     return DG_OK;
 }
 
+/* The start of both value builders (the counterpart of finish): clears *out and errs and returns
+ * the empty values object, or NULL on OOM. */
+static json_t *begin(json_t **out, dg_named_errors_t *errs)
+{
+    *out = NULL;
+    memset(errs, 0, sizeof *errs);
+    return json_object();
+}
+
 static void missing(const dg_named_param_t *p, json_t *obj, dg_named_errors_t *errs)
 {
     if (p->is_required) {
@@ -488,9 +497,7 @@ static void missing(const dg_named_param_t *p, json_t *obj, dg_named_errors_t *e
 dg_rc_t dg_named_values_from_args(const dg_named_query_t *q, const dg_named_kv_t *args, size_t n,
                                   const char *const *ignore, json_t **out, dg_named_errors_t *errs)
 {
-    *out = NULL;
-    memset(errs, 0, sizeof *errs);
-    json_t *obj = json_object();
+    json_t *obj = begin(out, errs);
     if (!obj) {
         return DG_NOMEM;
     }
@@ -557,9 +564,7 @@ dg_rc_t dg_named_values_from_args(const dg_named_query_t *q, const dg_named_kv_t
 dg_rc_t dg_named_values_from_json(const dg_named_query_t *q, const json_t *params, json_t **out,
                                   dg_named_errors_t *errs)
 {
-    *out = NULL;
-    memset(errs, 0, sizeof *errs);
-    json_t *obj = json_object();
+    json_t *obj = begin(out, errs);
     if (!obj) {
         return DG_NOMEM;
     }

@@ -43,27 +43,13 @@ static void respond_json(dg_http_req_t *r, int status, json_t *o, const dg_http_
                          size_t n_h)
 {
     /* Six significant digits: progress reads 12.34, not 12.339999999999999. */
-    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
-    json_decref(o);
-    if (!text) {
-        dg_http_respond_error(r, DG_NOMEM, NULL, r->id, 0);
-        return;
-    }
-    dg_http_respond(r, status, "application/json", text, strlen(text), h, n_h);
-    free(text);
+    dg_server__respond_json(r, status, o, JSON_COMPACT | JSON_REAL_PRECISION(6), h, n_h);
 }
 
-/* The access and rate gates every admin route passes; db may be NULL. */
+/* The access, rate and draining gates every admin route passes; db may be NULL. */
 static bool admin_gate(dg_server_t *s, dg_http_req_t *r, const dg_str_t *db, dg_auth_result_t *who)
 {
-    if (!dg_server__authorize(s, r, DG_ROLE_ADMIN, db, who) || !dg_server__rate_admit(s, r)) {
-        return false;
-    }
-    if (atomic_load(&s->is_draining)) {
-        dg_http_respond_error(r, DG_DRAINING, NULL, r->id, 0);
-        return false;
-    }
-    return true;
+    return dg_server__admit(s, r, DG_ROLE_ADMIN, db, who);
 }
 
 /* ---- POST /api/admin/query/{db} ------------------------------------------------------------ */
@@ -87,16 +73,13 @@ void dg_server__h_admin_query(dg_http_req_t *r, void *ctx)
         return;
     }
     dg_codec_id_t coding;
-    rc = dg_http_negotiate_encoding(dg_http_req_header(r, "Accept-Encoding"), &coding, &err);
+    int level;
+    rc = dg_server__response_coding(s, r, &coding, &level, &err);
     if (rc != DG_OK) {
         dg_http_query_free(&q);
         dg_http_respond_error(r, rc, err.msg, qid, 0);
         return;
     }
-    int level = coding == DG_CODEC_ZSTD   ? s->cfg->zstd_level
-                : coding == DG_CODEC_GZIP ? s->cfg->gzip_level
-                : coding == DG_CODEC_BR   ? s->cfg->br_level
-                                          : 0;
     int64_t timeout_ms = admin_timeout(q.timeout_ms);
     json_t *req = json_pack(
         "{s:s, s:s, s:i, s:s, s:s, s:s%, s:s, s:I, s:I, s:I, s:I}", "id", qid, "encoding",

@@ -29,7 +29,8 @@ struct dg_server_cache_req {
     dg_cache_head_t head;
     int64_t ttl_ms;
     int64_t lookup_us;
-    char status[112]; /* Cache-Status value */
+    const char *log_cache; /* the query log's cache column: "miss", "bypass" or NULL */
+    char status[112];      /* Cache-Status value */
     char etag[DG_CACHE_ETAG_LEN];
     char control[96]; /* Cache-Control value */
     char timing[48];  /* Server-Timing part */
@@ -100,8 +101,31 @@ static const char *vary_credential(const dg_server_cache_req_t *cx)
     return strncmp(cx->control, "public", 6) == 0 ? "Authorization, X-API-Key" : NULL;
 }
 
+/* Records a request the cache answered itself (a hit, a 304, a follower that timed out or lost
+ * its client) in the query log: the relay, which records the others, never saw it. The text is
+ * the SQL, or a named query's name, as dg_server__qrec_begin takes it; never "params". */
+static void log_answered(dg_server_t *s, dg_http_req_t *r, const json_t *req, int status,
+                         dg_rc_t code, uint64_t rows, uint64_t bytes, const char *cache)
+{
+    const char *kind = json_string_value(json_object_get(req, "kind"));
+    const json_t *text = kind && strcmp(kind, "named") == 0 ? json_object_get(req, "name")
+                                                            : json_object_get(req, "sql");
+    dg_server__qlog_entry_t q = {
+        .kind = kind,
+        .db = json_string_value(json_object_get(req, "db")),
+        .query = json_string_value(text),
+        .query_len = json_string_length(text),
+        .status = status,
+        .code = code,
+        .rows = rows,
+        .bytes = bytes,
+        .cache = cache,
+    };
+    dg_server__qlog(s, r, &q);
+}
+
 /* Answers r from entry e (a hit, or a follower's share of its leader's result). */
-static void respond_entry(dg_server_t *s, dg_http_req_t *r, const char *qid,
+static void respond_entry(dg_server_t *s, dg_http_req_t *r, const char *qid, const json_t *req,
                           dg_server_cache_req_t *cx, dg_cache_entry_t *e, bool varies,
                           const char *detail)
 {
@@ -139,17 +163,23 @@ static void respond_entry(dg_server_t *s, dg_http_req_t *r, const char *qid,
         dg_series_add(dg_metric_series(s->metrics->bytes_out, &enc), is_304 ? 0 : len);
     }
     dg_log(DG_LOG_DEBUG, "cache", qid, "%s bytes=%zu", is_304 ? "not-modified" : "hit", len);
+    log_answered(s, r, req, is_304 ? 304 : h->status, DG_OK, is_304 ? 0 : h->rows, is_304 ? 0 : len,
+                 "hit");
 }
 
-/* The bypass a caller asked for: 1 = bypass, 0 = none, -1 = refused (r answered). */
-static int bypass_of(dg_http_req_t *r, const char *qid, const dg_auth_result_t *who)
+/* The bypass a caller asked for: 1 = bypass, 0 = none, -1 = refused (r answered with
+ * *out_rc). */
+static int bypass_of(dg_http_req_t *r, const char *qid, const dg_auth_result_t *who,
+                     dg_rc_t *out_rc)
 {
     const char *arg = dg_http_args_get(&r->target.args, "cache", NULL);
     if (arg && strcmp(arg, "bypass") != 0) {
+        *out_rc = DG_BAD_REQUEST;
         dg_http_respond_error(r, DG_BAD_REQUEST, "cache must be \"bypass\" when given", qid, 0);
         return -1;
     }
     if (arg && who->role != DG_ROLE_ADMIN) {
+        *out_rc = DG_FORBIDDEN;
         dg_http_respond_error(r, DG_FORBIDDEN, "only an admin may bypass the cache", qid, 0);
         return -1;
     }
@@ -199,10 +229,15 @@ bool dg_server__cache_begin(dg_server_t *s, dg_http_req_t *r, const char *qid, c
     dg_auth_result_t who;
     dg_auth_identify(s->auth, dg_http_req_header(r, "Authorization"),
                      dg_http_req_header(r, "X-API-Key"), (int64_t)time(NULL), &who);
-    int bypass = bypass_of(r, qid, &who);
+    dg_rc_t refused = DG_OK;
+    int bypass = bypass_of(r, qid, &who, &refused);
     if (bypass < 0) {
+        dg_str_t dbv = dg_str_c(db);
+        dg_server__qlog_refused(s, r, kind, &dbv, refused);
         return true;
     }
+    /* From here the request is cacheable: its log row says what the cache did. */
+    cx->log_cache = "bypass";
     if (bypass) {
         snprintf(cx->status, sizeof cx->status, "duckgate; fwd=bypass");
         return keep(cx, out);
@@ -215,6 +250,7 @@ bool dg_server__cache_begin(dg_server_t *s, dg_http_req_t *r, const char *qid, c
         return keep(cx, out);
     }
     dg_cache_key_etag(&key, cx->etag);
+    cx->log_cache = "miss";
     bool varies = json_object_get(req, "encoding") != NULL;
     json_int_t timeout_ms = json_integer_value(json_object_get(req, "timeout_ms"));
     int64_t deadline = dg_now_ms() + (timeout_ms > 0 ? timeout_ms : s->cfg->timeout_ms);
@@ -231,7 +267,7 @@ bool dg_server__cache_begin(dg_server_t *s, dg_http_req_t *r, const char *qid, c
             break;
         }
         if (v == DG_CACHE_HIT) {
-            respond_entry(s, r, qid, cx, e, varies, NULL);
+            respond_entry(s, r, qid, req, cx, e, varies, NULL);
             dg_cache_entry_unref(e);
             is_answered = true;
             break;
@@ -242,18 +278,20 @@ bool dg_server__cache_begin(dg_server_t *s, dg_http_req_t *r, const char *qid, c
         }
         dg_cache_wait_t w = dg_cache_flight_wait(s->cache, f, deadline, 50, client_gone, &fd, &e);
         if (w == DG_CACHE_WAIT_ENTRY) {
-            respond_entry(s, r, qid, cx, e, varies, "coalesced");
+            respond_entry(s, r, qid, req, cx, e, varies, "coalesced");
             dg_cache_entry_unref(e);
             is_answered = true;
             break;
         }
         if (w == DG_CACHE_WAIT_GONE) {
             dg_http_drop(r);
+            log_answered(s, r, req, 499, DG_CLIENT_GONE, 0, 0, "miss");
             is_answered = true;
             break;
         }
         if (w == DG_CACHE_WAIT_TIMEOUT) {
             dg_http_respond_error(r, DG_TIMEOUT, NULL, qid, 0);
+            log_answered(s, r, req, dg_rc_http_status(DG_TIMEOUT), DG_TIMEOUT, 0, 0, "miss");
             is_answered = true;
             break;
         }
@@ -270,6 +308,11 @@ bool dg_server__cache_begin(dg_server_t *s, dg_http_req_t *r, const char *qid, c
     snprintf(cx->timing, sizeof cx->timing, "cache;dur=%.3f;desc=miss",
              (double)(dg_now_us() - cx->lookup_us) / 1000.0);
     return keep(cx, out);
+}
+
+const char *dg_server__cache_log_status(const dg_server_cache_req_t *cx)
+{
+    return cx ? cx->log_cache : NULL;
 }
 
 void dg_server__cache_head(dg_server_cache_req_t *cx, int status, const json_t *head,
@@ -459,10 +502,5 @@ void dg_server__h_cache(dg_http_req_t *r, void *ctx)
             rc = dg_buf_puts(&b, "]}");
         }
     }
-    if (rc != DG_OK) {
-        dg_http_respond_error(r, rc, NULL, NULL, 0);
-    } else {
-        dg_http_respond(r, 200, "application/json", b.p, b.len, NULL, 0);
-    }
-    dg_buf_free(&b);
+    dg_server__respond_buf(r, rc, &b);
 }

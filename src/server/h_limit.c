@@ -76,13 +76,11 @@ void dg_server__note_caller(dg_server_t *s, const dg_http_req_t *r, const dg_aut
 static dg_rc_t check_role_dbs(const dg_server_t *s, const char *role, const char *list)
 {
     size_t n = 0;
-    for (const char *p = list; *p;) {
-        p += strspn(p, " \t");
-        size_t len = strcspn(p, ",");
-        size_t t = len;
-        while (t > 0 && (p[t - 1] == ' ' || p[t - 1] == '\t')) {
-            t--;
-        }
+    const char *next = list;
+    dg_str_t item;
+    while (dg_str_list_next(&next, &item)) {
+        const char *p = item.p;
+        size_t t = item.len;
         if (!dg_dbname_valid(p, t)) {
             DG_LOGE("server", "%s_databases: \"%.*s\" is not a database name", role,
                     (int)(t > 64 ? 64 : t), p);
@@ -95,8 +93,6 @@ static dg_rc_t check_role_dbs(const dg_server_t *s, const char *role, const char
         if (dg_server__db_index(s, p, t) < 0) {
             DG_LOGW("server", "%s_databases: \"%.*s\" is not served", role, (int)t, p);
         }
-        p += len;
-        p += *p == ',';
     }
     return DG_OK;
 }
@@ -151,13 +147,8 @@ dg_rc_t dg_server__limit_setup(dg_server_t *s)
     return DG_OK;
 }
 
-/* The bucket key of r's caller into key[cap]. */
-static void client_key(dg_server_t *s, dg_http_req_t *r, char *key, size_t cap)
+void dg_server__client_addr_key(dg_server_t *s, dg_http_req_t *r, char *key, size_t cap)
 {
-    if (strncmp(r->principal, "key:", 4) == 0 || strncmp(r->principal, "jwt:", 4) == 0) {
-        snprintf(key, cap, "%s", r->principal);
-        return;
-    }
     char peer_text[64];
     dg_limit_addr_t peer, client;
     if (!dg_http_req_peer(r, peer_text, sizeof peer_text) ||
@@ -171,6 +162,16 @@ static void client_key(dg_server_t *s, dg_http_req_t *r, char *key, size_t cap)
     dg_limit_client_addr(&s->proxies, &peer, has_fwd ? fwd : NULL, has_fwd ? strlen(fwd) : 0,
                          &client);
     dg_limit_addr_key(&client, key, cap);
+}
+
+/* The bucket key of r's caller into key[cap]. */
+static void client_key(dg_server_t *s, dg_http_req_t *r, char *key, size_t cap)
+{
+    if (strncmp(r->principal, "key:", 4) == 0 || strncmp(r->principal, "jwt:", 4) == 0) {
+        snprintf(key, cap, "%s", r->principal);
+        return;
+    }
+    dg_server__client_addr_key(s, r, key, cap);
 }
 
 bool dg_server__rate_admit(dg_server_t *s, dg_http_req_t *r)

@@ -1,6 +1,8 @@
-/* Handlers answered by the front alone: liveness, readiness and the list of databases.
+/* Handlers answered by the front alone: liveness, readiness and the list of databases; and what
+ * every handler shares: the access gate, the admission gates and the JSON answers.
  * Threads: any connection thread; they only read the server context. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -88,6 +90,59 @@ bool dg_server__authorize(dg_server_t *s, dg_http_req_t *r, dg_role_t need, cons
     return false;
 }
 
+bool dg_server__admit(dg_server_t *s, dg_http_req_t *r, dg_role_t need, const dg_str_t *db,
+                      dg_auth_result_t *out_who)
+{
+    if (!dg_server__authorize(s, r, need, db, out_who) || !dg_server__rate_admit(s, r)) {
+        return false;
+    }
+    if (atomic_load(&s->is_draining)) {
+        dg_http_respond_error(r, DG_DRAINING, NULL, r->id, 0);
+        return false;
+    }
+    return true;
+}
+
+dg_rc_t dg_server__response_coding(const dg_server_t *s, dg_http_req_t *r,
+                                   dg_codec_id_t *out_coding, int *out_level, dg_error_t *err)
+{
+    *out_coding = DG_CODEC_IDENTITY;
+    *out_level = 0;
+    dg_rc_t rc =
+        dg_http_negotiate_encoding(dg_http_req_header(r, "Accept-Encoding"), out_coding, err);
+    if (rc != DG_OK) {
+        return rc;
+    }
+    *out_level = *out_coding == DG_CODEC_ZSTD   ? s->cfg->zstd_level
+                 : *out_coding == DG_CODEC_GZIP ? s->cfg->gzip_level
+                 : *out_coding == DG_CODEC_BR   ? s->cfg->br_level
+                                                : 0;
+    return DG_OK;
+}
+
+void dg_server__respond_json(dg_http_req_t *r, int status, json_t *o, size_t json_flags,
+                             const dg_http_header_t *h, size_t n_h)
+{
+    char *text = o ? json_dumps(o, json_flags) : NULL;
+    json_decref(o);
+    if (!text) {
+        dg_http_respond_error(r, DG_NOMEM, NULL, r->id, 0);
+        return;
+    }
+    dg_http_respond(r, status, "application/json", text, strlen(text), h, n_h);
+    free(text);
+}
+
+void dg_server__respond_buf(dg_http_req_t *r, dg_rc_t rc, dg_buf_t *b)
+{
+    if (rc != DG_OK) {
+        dg_http_respond_error(r, rc, NULL, NULL, 0);
+    } else {
+        dg_http_respond(r, 200, "application/json", b->p, b->len, NULL, 0);
+    }
+    dg_buf_free(b);
+}
+
 void dg_server__note_interrupt(dg_server_t *s, dg_rc_t rc)
 {
     const char *reason = rc == DG_TIMEOUT       ? "deadline"
@@ -127,10 +182,5 @@ void dg_server__h_databases(dg_http_req_t *r, void *ctx)
     if (rc == DG_OK) {
         rc = dg_buf_puts(&b, "]}");
     }
-    if (rc != DG_OK) {
-        dg_http_respond_error(r, rc, NULL, NULL, 0);
-    } else {
-        dg_http_respond(r, 200, "application/json", b.p, b.len, NULL, 0);
-    }
-    dg_buf_free(&b);
+    dg_server__respond_buf(r, rc, &b);
 }

@@ -69,16 +69,8 @@ static void respond_invalid(dg_http_req_t *r, const char *qid, const dg_named_er
         json_object_set_new(e, "more", json_integer((json_int_t)errs->n_more));
     }
     json_t *body = e ? json_pack("{s:o}", "error", e) : NULL;
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text) {
-        dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
-        return;
-    }
     dg_http_header_t h[1] = {{"X-Query-Id", qid}};
-    dg_http_respond(r, dg_rc_http_status(DG_INVALID_PARAMS), "application/json", text, strlen(text),
-                    h, 1);
-    free(text);
+    dg_server__respond_json(r, dg_rc_http_status(DG_INVALID_PARAMS), body, JSON_COMPACT, h, 1);
 }
 
 /* The body of a POST: {"params": {...}, "format": "..."} (both optional). */
@@ -192,8 +184,9 @@ static void run_named(dg_server_t *s, dg_http_req_t *r, const char *qid, const c
                                &format, &err);
     }
     dg_codec_id_t coding = DG_CODEC_IDENTITY;
+    int level = 0;
     if (rc == DG_OK) {
-        rc = dg_http_negotiate_encoding(dg_http_req_header(r, "Accept-Encoding"), &coding, &err);
+        rc = dg_server__response_coding(s, r, &coding, &level, &err);
     }
     if (rc != DG_OK) {
         dg_http_respond_error(r, rc, err.msg, qid, 0);
@@ -207,10 +200,6 @@ static void run_named(dg_server_t *s, dg_http_req_t *r, const char *qid, const c
     dg_server__caller_limits(s, &who, &cl);
     int64_t timeout_ms = min_cap(q->timeout_ms, cl.timeout_ms);
     int64_t max_rows = min_cap((int64_t)q->max_rows, (int64_t)cl.max_rows);
-    int level = coding == DG_CODEC_ZSTD   ? s->cfg->zstd_level
-                : coding == DG_CODEC_GZIP ? s->cfg->gzip_level
-                : coding == DG_CODEC_BR   ? s->cfg->br_level
-                                          : 0;
     req = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s%, s:O, s:o, s:s, s:I, s:I, s:I, s:I}", "id",
                     qid, "encoding", dg_codec_name(coding), "level", level, "kind", "named", "db",
                     db, "name", q->name, "sql", q->sql, q->sql_len, "params", vals, "types",
@@ -350,12 +339,5 @@ void dg_server__h_named_list(dg_http_req_t *r, void *ctx)
         dg_named_foreach(s->named, db, list_one, list);
     }
     json_t *body = list ? json_pack("{s:s, s:o}", "db", db, "queries", list) : NULL;
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text) {
-        dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
-        return;
-    }
-    dg_http_respond(r, 200, "application/json", text, strlen(text), NULL, 0);
-    free(text);
+    dg_server__respond_json(r, 200, body, JSON_COMPACT, NULL, 0);
 }

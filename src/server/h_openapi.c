@@ -252,12 +252,5 @@ void dg_server__h_openapi(dg_http_req_t *r, void *ctx)
                         "DuckDB databases over HTTP: read-only SQL, named queries, admin.", "paths",
                         paths, "components", components(), "security", "bearer", "apiKey");
     }
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text) {
-        dg_http_respond_error(r, DG_NOMEM, NULL, r->id, 0);
-        return;
-    }
-    dg_http_respond(r, 200, "application/json", text, strlen(text), NULL, 0);
-    free(text);
+    dg_server__respond_json(r, 200, doc, JSON_COMPACT, NULL, 0);
 }

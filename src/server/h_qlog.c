@@ -36,7 +36,6 @@
 #define SYNC_TIMEOUT_MS 2000
 #define DEFAULT_LIMIT 100
 #define MAX_LIMIT 10000
-#define FWD_CAP 2048
 
 struct dg_server__qlog {
     dg_qlog_t *q;
@@ -238,19 +237,7 @@ static void caller_of(dg_server_t *s, dg_http_req_t *r, char *principal, size_t 
         snprintf(principal, cap, "%s", who.principal);
         return;
     }
-    char peer_text[64];
-    dg_limit_addr_t peer, client;
-    if (!dg_http_req_peer(r, peer_text, sizeof peer_text) ||
-        !dg_limit_addr_parse(peer_text, strlen(peer_text), &peer)) {
-        snprintf(principal, cap, "ip:unknown");
-        return;
-    }
-    char fwd[FWD_CAP];
-    bool has_fwd = s->proxies.n > 0 && dg_limit_proxies_match(&s->proxies, &peer) &&
-                   dg_http_req_header_all(r, s->cfg->forwarded_header, fwd, sizeof fwd);
-    dg_limit_client_addr(&s->proxies, &peer, has_fwd ? fwd : NULL, has_fwd ? strlen(fwd) : 0,
-                         &client);
-    dg_limit_addr_key(&client, principal, cap);
+    dg_server__client_addr_key(s, r, principal, cap);
 }
 
 bool dg_server__qlog_kind_logged(const char *kind)

@@ -328,6 +328,9 @@ void dg_server__run_on_slot_opts(dg_server_t *s, dg_http_req_t *r, const char *q
     int engine = json_is_integer(pin) ? (int)json_integer_value(pin)
                                       : dg_server__engine_for_db(s, db);
     dg_server__qrec_t *rec = dg_server__qrec_begin(s, r, req);
+    if (rec) {
+        rec->cache = dg_server__cache_log_status(cache);
+    }
     dg_rc_t rc =
         dg_engines_acquire_on(s->engines, engine, dg_http_req_client_fd(r), &slot, &retry);
     if (rc != DG_OK) {
@@ -395,14 +398,7 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
     /* The query id is the request id, so access, query and engine log lines correlate. */
     const char *qid = r->id;
     dg_auth_result_t who;
-    if (!dg_server__authorize(s, r, DG_ROLE_ANALYST, &r->match.cap[0], &who)) {
-        return;
-    }
-    if (!dg_server__rate_admit(s, r)) {
-        return;
-    }
-    if (atomic_load(&s->is_draining)) {
-        dg_http_respond_error(r, DG_DRAINING, NULL, qid, 0);
+    if (!dg_server__admit(s, r, DG_ROLE_ANALYST, &r->match.cap[0], &who)) {
         return;
     }
     /* The caller's role caps the deadline, rows and bytes (docs/auth.md "Per-role limits"). */
@@ -425,16 +421,13 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
         return;
     }
     dg_codec_id_t coding;
-    rc = dg_http_negotiate_encoding(dg_http_req_header(r, "Accept-Encoding"), &coding, &err);
+    int level;
+    rc = dg_server__response_coding(s, r, &coding, &level, &err);
     if (rc != DG_OK) {
         dg_http_query_free(&q);
         dg_http_respond_error(r, rc, err.msg, qid, 0);
         return;
     }
-    int level = coding == DG_CODEC_ZSTD   ? s->cfg->zstd_level
-                : coding == DG_CODEC_GZIP ? s->cfg->gzip_level
-                : coding == DG_CODEC_BR   ? s->cfg->br_level
-                                          : 0;
     json_t *req = json_object();
     bool ok =
         req && json_object_set_new(req, "id", json_string(qid)) == 0 &&

@@ -132,14 +132,7 @@ void dg_server__h_reload(dg_http_req_t *r, void *ctx)
 {
     dg_server_t *s = ctx;
     const char *qid = r->id;
-    if (!dg_server__authorize(s, r, DG_ROLE_ADMIN, &r->match.cap[0], NULL)) {
-        return;
-    }
-    if (!dg_server__rate_admit(s, r)) {
-        return;
-    }
-    if (atomic_load(&s->is_draining)) {
-        dg_http_respond_error(r, DG_DRAINING, NULL, qid, 0);
+    if (!dg_server__admit(s, r, DG_ROLE_ADMIN, &r->match.cap[0], NULL)) {
         return;
     }
     int idx = dg_server__db_index(s, r->match.cap[0].p, r->match.cap[0].len);

@@ -46,12 +46,13 @@ typedef struct job {
     int engine; /* dg_server__engine_for_db */
     char *sql;
     int64_t timeout_ms;
-    char principal[48];
+    char principal[48]; /* the submitter, for the job's JSON and its query log row */
+    const char *role;   /* the submitter's role (a static name: jobs are admin only) */
     job_state_t state;
     double progress; /* 0..100, < 0 unknown */
     uint64_t rows;
-    int64_t created_unix_ms, finished_unix_ms; /* wall clock, for people */
-    int64_t started_ms, finished_ms;           /* monotonic, for elapsed_ms */
+    int64_t created_unix_ms, finished_unix_ms;   /* wall clock, for people */
+    int64_t created_ms, started_ms, finished_ms; /* monotonic: elapsed_ms, the log row */
     dg_rc_t err_rc;
     char err_msg[512];
     bool cancel_requested;
@@ -92,6 +93,31 @@ static void job_free(job_t *job)
     }
 }
 
+/* The job's query log row (docs/observability.md "Query log"), recorded once as it reaches its
+ * final state: kind "job", the job id as the request id, the submitter, the SQL text (cut by
+ * the log), status 200 (done), the error's status (failed) or 499 with code CANCELLED. */
+static void log_job(dg_jobs_t *j, const job_t *job)
+{
+    int64_t end = job->finished_ms;
+    int64_t queued_until = job->started_ms > 0 ? job->started_ms : end;
+    dg_server__qlog_entry_t e = {
+        .kind = "job",
+        .db = job->db,
+        .query = job->sql,
+        .status = job->state == JOB_DONE        ? 200
+                  : job->state == JOB_CANCELLED ? 499
+                                                : dg_rc_http_status(job->err_rc),
+        .code = job->err_rc,
+        .rows = job->rows,
+        .queue_ms = (double)(queued_until - job->created_ms),
+        .request_id = job->id,
+        .principal = job->principal,
+        .role = job->role,
+        .duration_ms = (double)(end - job->created_ms),
+    };
+    dg_server__qlog(j->s, NULL, &e);
+}
+
 static void finish(dg_jobs_t *j, job_t *job, job_state_t st, dg_rc_t rc, const char *msg)
 {
     job->state = st;
@@ -104,6 +130,7 @@ static void finish(dg_jobs_t *j, job_t *job, job_state_t st, dg_rc_t rc, const c
         job->err_rc = rc;
         snprintf(job->err_msg, sizeof job->err_msg, "%s", msg && *msg ? msg : dg_rc_message(rc));
     }
+    log_job(j, job);
     pthread_cond_broadcast(&j->cv);
 }
 
@@ -480,10 +507,13 @@ dg_rc_t dg_jobs_submit(dg_jobs_t *j, const char *db, const char *sql, size_t len
     }
     snprintf(job->db, sizeof job->db, "%s", db);
     snprintf(job->principal, sizeof job->principal, "%s", principal ? principal : "");
+    /* Only the admin gate leads here (h_admin.c): the submitter's role is admin. */
+    job->role = dg_auth_role_name(DG_ROLE_ADMIN);
     job->engine = dg_server__engine_for_db(j->s, db);
     job->timeout_ms = timeout_ms;
     job->progress = -1;
     job->created_unix_ms = unix_ms();
+    job->created_ms = dg_now_ms();
     job->cancel_fd[0] = job->cancel_fd[1] = -1;
 
     pthread_mutex_lock(&j->mu);

@@ -40,7 +40,10 @@ void dg_jobs_cancel_all(dg_jobs_t *j);
 void dg_jobs_free(dg_jobs_t *j);
 
 /* Queues a job running sql (len bytes, trusted, several statements allowed) on database db
- * (a served name). timeout_ms <= 0: no deadline. out_id receives its id (NUL-terminated) and
+ * (a served name). timeout_ms <= 0: no deadline. principal (copied) is the submitting
+ * request's r->principal; only admins submit jobs, so the job's role is admin. When the job
+ * ends (done, failed or cancelled) it is recorded in the query log as a row of kind "job"
+ * whose request id is the job id (docs/observability.md "Query log"). out_id receives its id (NUL-terminated) and
  * *out_json (new reference, NULL on DG_NOMEM) the job as queued (a fast job may be done before
  * the caller could ask). DG_OVERLOADED when DG_JOBS_MAX_KEPT jobs are all unfinished,
  * DG_DRAINING, DG_NOMEM. */

@@ -82,6 +82,10 @@ bool dg_server__authorize(dg_server_t *s, dg_http_req_t *r, dg_role_t need, cons
  * When refused, answers 429 RATE_LIMITED with Retry-After and RateLimit-* headers, counts
  * duckgate_rate_limited_total and returns false. Always true when rate_limit = off. */
 bool dg_server__rate_admit(dg_server_t *s, dg_http_req_t *r);
+/* The client address of r as trusted proxies report it (r's peer, or the forwarded address when
+ * the peer is a trusted proxy), as a key "ip:<addr>" into key[cap]; "ip:unknown" when the peer
+ * cannot be read. */
+void dg_server__client_addr_key(dg_server_t *s, dg_http_req_t *r, char *key, size_t cap);
 /* Parses trusted_proxies, checks the per-role settings and creates the limiter (when
  * rate_limit = on) and the concurrency table; logs and returns DG_CONFIG/DG_NOMEM on failure.
  * s->cfg must be set. */
@@ -153,6 +157,10 @@ typedef struct dg_server_cache_req dg_server_cache_req_t;
  * the relay: it then runs req on a slot, as the leader when (*out) holds a flight. */
 bool dg_server__cache_begin(dg_server_t *s, dg_http_req_t *r, const char *qid, const json_t *req,
                             const dg_server_cache_opts_t *co, dg_server_cache_req_t **out);
+/* The query log's cache column for a request the relay runs (the ones the cache answers are
+ * logged by h_cache.c): "miss" (looked up, not found), "bypass" (a cacheable request that
+ * skipped the lookup) or NULL (the cache is off or the request not cacheable; cx NULL). */
+const char *dg_server__cache_log_status(const dg_server_cache_req_t *cx);
 /* At HEAD (head: the HEAD payload object): decides whether the response will be stored, fills
  * the cache's response headers into h (room for 4; unused ones have a NULL value) and appends
  * the cache part to the Server-Timing value in timing (cap bytes). */
@@ -186,6 +194,22 @@ void dg_server__h_admin_import(dg_http_req_t *r, void *ctx);
 int dg_server__engine_for_db(dg_server_t *s, const char *db);
 /* Counts an interrupted query: TIMEOUT (deadline), CLIENT_GONE (disconnect), CANCELLED. */
 void dg_server__note_interrupt(dg_server_t *s, dg_rc_t rc);
+/* The gates of a route that starts work (h_misc.c): dg_server__authorize (needing role `need`
+ * on db, which may be NULL; *out_who may be NULL), dg_server__rate_admit, then 503 DRAINING
+ * while the server stops. Returns false when one of them has answered r. */
+bool dg_server__admit(dg_server_t *s, dg_http_req_t *r, dg_role_t need, const dg_str_t *db,
+                      dg_auth_result_t *out_who);
+/* The response coding r's Accept-Encoding asks for, and the configured level of that codec
+ * (0 for identity). DG_NOT_ACCEPTABLE (message in err) when no offered coding is acceptable. */
+dg_rc_t dg_server__response_coding(const dg_server_t *s, dg_http_req_t *r,
+                                   dg_codec_id_t *out_coding, int *out_level, dg_error_t *err);
+/* Answers r with the JSON value o (consumed; NULL answers 500 NOMEM, so a failed json_pack can be
+ * passed straight in) serialized with jansson's json_flags, and the headers h[0..n_h). */
+void dg_server__respond_json(dg_http_req_t *r, int status, json_t *o, size_t json_flags,
+                             const dg_http_header_t *h, size_t n_h);
+/* Answers r with the JSON document in b (200) when rc is DG_OK, else with rc's error; frees b
+ * (it is empty and reusable afterwards). */
+void dg_server__respond_buf(dg_http_req_t *r, dg_rc_t rc, dg_buf_t *b);
 
 /* ---- the query log (h_qlog.c, docs/observability.md "Query log") ---- */
 

@@ -128,11 +128,11 @@ def test_rows_match_requests(qs):
     admin, analyst = qs.keys["admin"], qs.keys["analyst"]
     made = {}  # request id -> expected fields
 
-    def note(resp, kind, db, rows, text, role):
+    def note(resp, kind, db, rows, text, role, cache="miss"):
         rid = resp.headers["X-Request-Id"]
         code = None if resp.status_code < 400 else resp.json()["error"]["code"]
         made[rid] = dict(kind=kind, db=db, status=resp.status_code, code=code, rows=rows,
-                         query=text, role=role)
+                         query=text, role=role, cache=cache)
 
     for k in (1, 2, 3):
         text = "SELECT id FROM t WHERE id <= %d ORDER BY id" % k
@@ -154,7 +154,7 @@ def test_rows_match_requests(qs):
     note(r, "sql", "main", 0, "SELECT count(*) FROM range(1000000000000)", "analyst")
     r = qs.query("nosuchdb", "SELECT 1", headers=auth(analyst))
     assert_error(r, 404, "UNKNOWN_DB")
-    note(r, "sql", None, 0, None, "analyst")
+    note(r, "sql", None, 0, None, "analyst", cache=None)
     r = qs.get("/api/databases/main", headers=auth(analyst))
     assert r.status_code == 200
     note(r, "catalog", "main", 0, None, "analyst")
@@ -165,13 +165,12 @@ def test_rows_match_requests(qs):
     for rid, want in made.items():
         assert len(got[rid]) == 1, "request %s logged %d times" % (rid, len(got[rid]))
         row = got[rid][0]
-        for field in ("kind", "db", "status", "code", "rows", "role"):
+        for field in ("kind", "db", "status", "code", "rows", "role", "cache"):
             assert row[field] == want[field], (rid, field, row, want)
         if want["query"] is not None:
             assert row["query"] == want["query"]
         assert row["principal"].startswith("key:"), row
         assert row["duration_ms"] >= 0 and row["queue_ms"] >= 0
-        assert row["cache"] is None
         if want["status"] == 200 and want["kind"] == "sql":
             assert row["bytes"] > 0
     # The timeout took at least its deadline.
@@ -180,6 +179,109 @@ def test_rows_match_requests(qs):
     # Newest first.
     ts = [row["ts"] for row in rows]
     assert ts == sorted(ts, reverse=True)
+
+
+def test_cache_hits_are_logged(qs):
+    """Requests the cache answers (a hit, a 304) are rows too, and every row says what the
+    cache did: the first request is a miss, an admin's bypass a bypass."""
+    analyst, admin = qs.keys["analyst"], qs.keys["admin"]
+    text = "SELECT id FROM t WHERE id <= 4 ORDER BY id -- cache-%d" % time.time_ns()
+    first = sql(qs, text, analyst)
+    assert first.status_code == 200 and "uri-miss" in first.headers["Cache-Status"], \
+        first.headers
+    etag = first.headers["ETag"]
+    hit = sql(qs, text, analyst)
+    assert hit.status_code == 200 and "hit" in hit.headers["Cache-Status"], hit.headers
+    assert hit.content == first.content
+    r = qs.post("/api/query/main", data=json.dumps({"sql": text}),
+                headers=dict(auth(analyst), **{"If-None-Match": etag,
+                                               "Content-Type": "application/json"}))
+    assert r.status_code == 304, r.status_code
+    not_modified = r
+    r = qs.post("/api/query/main?cache=bypass", data=json.dumps({"sql": text}),
+                headers=dict(auth(admin), **{"Content-Type": "application/json"}))
+    assert r.status_code == 200 and "fwd=bypass" in r.headers["Cache-Status"], r.headers
+    bypass = r
+    resps = {"miss": first, "hit": hit, "304": not_modified, "bypass": bypass}
+    ids = {name: resp.headers["X-Request-Id"] for name, resp in resps.items()}
+    got = by_request(wait_logged(qs, ids.values()), set(ids.values()))
+    assert set(got) == set(ids.values()), "missing rows: %s" % (set(ids.values()) - set(got))
+    rows = {}
+    for name, rid in ids.items():
+        assert len(got[rid]) == 1, (name, got[rid])
+        rows[name] = got[rid][0]
+    want = {
+        "miss": dict(status=200, cache="miss", rows=4, role="analyst"),
+        "hit": dict(status=200, cache="hit", rows=4, role="analyst"),
+        "304": dict(status=304, cache="hit", rows=0, bytes=0, role="analyst"),
+        "bypass": dict(status=200, cache="bypass", rows=4, role="admin"),
+    }
+    for name, fields in want.items():
+        row = rows[name]
+        assert row["kind"] == "sql" and row["db"] == "main" and row["query"] == text, row
+        assert row["code"] is None and row["principal"].startswith("key:"), row
+        assert row["duration_ms"] >= 0 and row["queue_ms"] >= 0, row
+        for field, value in fields.items():
+            assert row[field] == value, (name, field, row)
+    # The hit sent the stored body: the same bytes as the miss that filled it.
+    assert rows["hit"]["bytes"] == rows["miss"]["bytes"] > 0
+    assert rows["hit"]["queue_ms"] == 0
+
+
+def wait_job(s, jid, timeout=60.0):
+    end = time.monotonic() + timeout
+    while True:
+        r = s.get("/api/admin/jobs/" + jid, headers=auth(s.keys["admin"]))
+        assert r.status_code == 200, r.text
+        if r.json()["state"] in ("done", "failed", "cancelled"):
+            return r.json()
+        assert time.monotonic() < end, "job %s did not finish: %s" % (jid, r.text)
+        time.sleep(0.05)
+
+
+def submit_job(s, text, db="main"):
+    r = s.post("/api/admin/jobs", data=json.dumps({"db": db, "sql": text}),
+               headers=auth(s.keys["admin"]))
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def test_jobs_are_logged(qs):
+    """A finished job is a row of kind "job" keyed by the job id: done (200), failed (the
+    error's status and code) and cancelled (499, CANCELLED)."""
+    admin = qs.keys["admin"]
+    done_sql = "SELECT id FROM t WHERE id <= 5 -- job-%d" % time.time_ns()
+    done = submit_job(qs, done_sql)
+    assert wait_job(qs, done)["state"] == "done"
+    failed = submit_job(qs, "SELEC 5")
+    assert wait_job(qs, failed)["state"] == "failed"
+    cancelled = submit_job(qs, dgserver.ENDLESS_SQL)
+    end = time.monotonic() + 30
+    while qs.get("/api/admin/jobs/" + cancelled, headers=auth(admin)).json()["state"] != "running":
+        assert time.monotonic() < end, "the job never ran"
+        time.sleep(0.02)
+    r = qs.request("DELETE", "/api/admin/jobs/" + cancelled, headers=auth(admin))
+    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    ids = {done, failed, cancelled}
+    got = by_request(wait_logged(qs, ids), ids)
+    assert set(got) == ids, "missing rows for %s" % (ids - set(got))
+    want = {
+        done: dict(status=200, code=None, rows=5, query=done_sql),
+        failed: dict(status=400, code="SQL_ERROR", rows=0, query="SELEC 5"),
+        cancelled: dict(status=499, code="CANCELLED", rows=0, query=dgserver.ENDLESS_SQL),
+    }
+    admin_principal = None
+    for jid, fields in want.items():
+        assert len(got[jid]) == 1, got[jid]
+        row = got[jid][0]
+        assert row["kind"] == "job" and row["db"] == "main" and row["role"] == "admin", row
+        assert row["cache"] is None and row["bytes"] == 0, row
+        assert row["principal"].startswith("key:"), row
+        admin_principal = admin_principal or row["principal"]
+        assert row["principal"] == admin_principal, row
+        assert row["duration_ms"] >= row["queue_ms"] >= 0, row
+        for field, value in fields.items():
+            assert row[field] == value, (jid, field, row)
 
 
 def test_filters_and_formats(qs):

@@ -35,28 +35,9 @@ static char *rsa_a_pem, *ec_a_pem;
 
 static char *b64url(const unsigned char *in, size_t n)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    char *out = malloc(n * 4 / 3 + 4);
+    char *out = malloc(DG_JWT_B64URL_LEN(n) + 1);
     assert_non_null(out);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n) {
-            v |= (uint32_t)in[i + 1] << 8;
-        }
-        if (i + 2 < n) {
-            v |= in[i + 2];
-        }
-        out[o++] = tbl[(v >> 18) & 63];
-        out[o++] = tbl[(v >> 12) & 63];
-        if (i + 1 < n) {
-            out[o++] = tbl[(v >> 6) & 63];
-        }
-        if (i + 2 < n) {
-            out[o++] = tbl[v & 63];
-        }
-    }
-    out[o] = '\0';
+    dg_jwt_b64url_encode(in, n, out);
     return out;
 }
 
