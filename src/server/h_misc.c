@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core/buf.h"
@@ -173,10 +174,18 @@ void dg_server__h_databases(dg_http_req_t *r, void *ctx)
         if (dg_auth_gate(&who, DG_ROLE_VIEWER, s->dbs[i].name, strlen(s->dbs[i].name)) != DG_OK) {
             continue;
         }
+        /* The file as it is now: a swap may have replaced it since the start. */
+        struct stat st;
+        uint64_t size =
+            stat(s->dbs[i].path, &st) == 0 ? (uint64_t)st.st_size : s->dbs[i].size_bytes;
+        bool is_rw = dg_server__engine_for_db(s, s->dbs[i].name) >= 0;
         /* Names are [A-Za-z0-9_-] (dg_dbname_valid), so they need no escaping. */
-        rc = dg_buf_printf(&b, "%s{\"name\":\"%s\",\"size_bytes\":%llu,\"read_only\":true}",
-                           is_first ? "" : ",", s->dbs[i].name,
-                           (unsigned long long)s->dbs[i].size_bytes);
+        rc = dg_buf_printf(&b,
+                           "%s{\"name\":\"%s\",\"size_bytes\":%llu,\"read_only\":%s,"
+                           "\"version\":%llu}",
+                           is_first ? "" : ",", s->dbs[i].name, (unsigned long long)size,
+                           is_rw ? "false" : "true",
+                           (unsigned long long)dg_server__db_version(s, (int)i));
         is_first = false;
     }
     if (rc == DG_OK) {

@@ -172,7 +172,14 @@ def test_write_on_read_only_database_points_to_build_and_swap(srv, sql):
 
 
 def test_writes_on_read_write_database_are_visible(srv):
+    r = srv.get("/api/databases", headers=hdr(srv.keys["analyst"]))
+    assert r.status_code == 200, r.text
+    listed = {d["name"]: d for d in r.json()["databases"]}
+    assert listed["rwdb"]["read_only"] is False and listed["main"]["read_only"] is True
+    v0 = listed["rwdb"]["version"]
     assert_ok(admin(srv, "rwdb", "INSERT INTO items VALUES (3, 'three')"))
+    r = srv.get("/api/databases", headers=hdr(srv.keys["analyst"]))
+    assert {d["name"]: d for d in r.json()["databases"]}["rwdb"]["version"] > v0
     body = assert_ok(read(srv, "rwdb", "SELECT id, name FROM items ORDER BY id"))
     assert body["rows"] == [[1, "one"], [2, "two"], [3, "three"]]
 

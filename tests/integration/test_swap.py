@@ -193,6 +193,12 @@ def test_rename_under_load(srv):
     assert version(srv) > v0
     assert wait_closed(srv, old), "an engine still holds the replaced file open"
     assert file_ident(srv.live) in open_inodes(srv)
+    # The database list describes the file now served, not the one found at the start.
+    r = srv.get("/api/databases", headers=srv.hdr)
+    assert r.status_code == 200, r.text[:300]
+    (d,) = [d for d in r.json()["databases"] if d["name"] == DB]
+    assert d["size_bytes"] == os.stat(srv.live).st_size and d["read_only"] is True
+    assert d["version"] == version(srv)
 
 
 def test_reload_route_under_load(srv):
