@@ -227,8 +227,7 @@ bool dg_server__cache_begin(dg_server_t *s, dg_http_req_t *r, const char *qid, c
         return keep(cx, out);
     }
     dg_auth_result_t who;
-    dg_auth_identify(s->auth, dg_http_req_header(r, "Authorization"),
-                     dg_http_req_header(r, "X-API-Key"), (int64_t)time(NULL), &who);
+    dg_server__caller_of(s, r, &who);
     dg_rc_t refused = DG_OK;
     int bypass = bypass_of(r, qid, &who, &refused);
     if (bypass < 0) {

@@ -12,6 +12,7 @@
  * thread-local for dg_server__rate_admit (see `last` below). */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -34,6 +35,7 @@ static _Thread_local struct {
     int64_t start_ms;
     char id[65];
     dg_caller_limits_t lim;
+    dg_auth_result_t who;
 } last;
 
 static bool is_last(const dg_http_req_t *r)
@@ -69,6 +71,17 @@ void dg_server__note_caller(dg_server_t *s, const dg_http_req_t *r, const dg_aut
     last.start_ms = r->start_ms;
     memcpy(last.id, r->id, sizeof last.id);
     dg_server__caller_limits(s, who, &last.lim);
+    last.who = *who;
+}
+
+void dg_server__caller_of(dg_server_t *s, dg_http_req_t *r, dg_auth_result_t *out)
+{
+    if (is_last(r)) {
+        *out = last.who;
+        return;
+    }
+    dg_auth_identify(s->auth, dg_http_req_header(r, "Authorization"),
+                     dg_http_req_header(r, "X-API-Key"), (int64_t)time(NULL), out);
 }
 
 /* Checks one role's databases list: names well-formed, at most DG_AUTH_MAX_DBS; a name that

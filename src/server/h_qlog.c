@@ -230,8 +230,7 @@ static void caller_of(dg_server_t *s, dg_http_req_t *r, char *principal, size_t 
                       const char **role)
 {
     dg_auth_result_t who;
-    dg_auth_identify(s->auth, dg_http_req_header(r, "Authorization"),
-                     dg_http_req_header(r, "X-API-Key"), (int64_t)time(NULL), &who);
+    dg_server__caller_of(s, r, &who);
     *role = dg_auth_role_name(who.role);
     if (strncmp(who.principal, "ip", 2) != 0 || who.principal[2] != '\0') {
         snprintf(principal, cap, "%s", who.principal);
@@ -548,9 +547,10 @@ void dg_server__h_admin_queries(dg_http_req_t *r, void *ctx)
     dg_error_clear(&err);
     dg_format_t format;
     dg_codec_id_t coding;
+    int level = 0;
     dg_rc_t rc = dg_http_negotiate(format_arg, dg_http_req_header(r, "Accept"), &format, &err);
     if (rc == DG_OK) {
-        rc = dg_http_negotiate_encoding(dg_http_req_header(r, "Accept-Encoding"), &coding, &err);
+        rc = dg_server__response_coding(s, r, &coding, &level, &err);
     }
     if (rc != DG_OK) {
         dg_http_respond_error(r, rc, err.msg, r->id, 0);
@@ -560,10 +560,6 @@ void dg_server__h_admin_queries(dg_http_req_t *r, void *ctx)
     if (!dg_qlog_sync(s->qlog->q, SYNC_TIMEOUT_MS)) {
         dg_log(DG_LOG_INFO, MOD, r->id, "listing without the newest rows: engine 0 is busy");
     }
-    int level = coding == DG_CODEC_ZSTD   ? s->cfg->zstd_level
-                : coding == DG_CODEC_GZIP ? s->cfg->gzip_level
-                : coding == DG_CODEC_BR   ? s->cfg->br_level
-                                          : 0;
     json_t *req = json_pack(
         "{s:s, s:s, s:i, s:s, s:s, s:i, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id", r->id,
         "kind", "qlog_query", "engine", 0, "path", s->qlog->path, "encoding", dg_codec_name(coding),
@@ -606,16 +602,13 @@ void dg_server__h_admin_qlog_sql(dg_http_req_t *r, void *ctx)
         return;
     }
     dg_codec_id_t coding;
-    rc = dg_http_negotiate_encoding(dg_http_req_header(r, "Accept-Encoding"), &coding, &err);
+    int level;
+    rc = dg_server__response_coding(s, r, &coding, &level, &err);
     if (rc != DG_OK) {
         dg_http_query_free(&q);
         dg_http_respond_error(r, rc, err.msg, r->id, 0);
         return;
     }
-    int level = coding == DG_CODEC_ZSTD   ? s->cfg->zstd_level
-                : coding == DG_CODEC_GZIP ? s->cfg->gzip_level
-                : coding == DG_CODEC_BR   ? s->cfg->br_level
-                                          : 0;
     json_t *req = json_pack(
         "{s:s, s:s, s:i, s:s, s:s, s:i, s:s, s:s%, s:s, s:I, s:I, s:I}", "id", r->id, "encoding",
         dg_codec_name(coding), "level", level, "kind", "admin", "db", DG_SERVER_QLOG_DB, "engine",

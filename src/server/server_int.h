@@ -109,6 +109,9 @@ const dg_config_role_t *dg_server__role_policy(const dg_server_t *s, const dg_au
 /* Remembers who made r (dg_server__authorize does this) so that dg_server__rate_admit charges
  * it with its role's rates. */
 void dg_server__note_caller(dg_server_t *s, const dg_http_req_t *r, const dg_auth_result_t *who);
+/* Who made r: the identity the gate resolved for it on this thread (no second credential
+ * check, which for a JWT means a second signature verification), else identified afresh. */
+void dg_server__caller_of(dg_server_t *s, dg_http_req_t *r, dg_auth_result_t *out);
 /* The limits of caller `who` (from dg_server__authorize). Every handler that runs a query
  * uses these for its deadline ceiling and its row and byte caps. Any thread. */
 void dg_server__caller_limits(const dg_server_t *s, const dg_auth_result_t *who,
