@@ -57,6 +57,7 @@
 #define STREAM_BLOCK (64u * 1024u)        /* block size hint for callback responses */
 #define MAX_DISCARD (16u * 1024u * 1024u) /* body bytes swallowed after 413 before closing */
 #define WATCHDOG_TICK_MS 200              /* resolution of header_timeout_s/connection_max_s */
+#define WATCHDOG_STALL_MS 1000            /* a tick this late means the process was not running */
 
 /* Answers to an allowed preflight (DESIGN §7; docs/security.md "CORS"). */
 #define CORS_ALLOW_METHODS "GET, POST"
@@ -90,7 +91,7 @@ struct conn_ctx {
     char *uri;
     size_t uri_len;
     int fd;
-    int64_t accepted_ms;        /* monotonic */
+    atomic_llong accepted_ms;   /* monotonic; moved forward by a stall (forgive_stall) */
     atomic_llong head_start_ms; /* a request head is arriving since then; 0 = none */
     atomic_bool is_busy;        /* a request is being handled or answered */
     bool is_shut;               /* the watchdog shut the socket down (under mu) */
@@ -147,8 +148,9 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
         cc->fd = ci ? ci->connect_fd : -1;
-        cc->accepted_ms = dg_now_ms();
-        atomic_init(&cc->head_start_ms, cc->accepted_ms);
+        long long now = dg_now_ms();
+        atomic_init(&cc->accepted_ms, now);
+        atomic_init(&cc->head_start_ms, now);
         atomic_init(&cc->is_busy, false);
         pthread_mutex_lock(&h->mu);
         cc->next = h->conns;
@@ -176,15 +178,38 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
     }
 }
 
+/* Time the process was not running (a starved or paused machine) is not the client's: the
+ * deadlines of every connection move by it, so that a request whose bytes waited in the socket
+ * while nothing ran is not closed as a slow client when the process runs again. Under mu. */
+static void forgive_stall(dg_http_t *h, int64_t stalled_ms)
+{
+    for (conn_ctx *cc = h->conns; cc; cc = cc->next) {
+        long long hs = atomic_load(&cc->head_start_ms);
+        /* Fails harmlessly when the head completed (0) or a new one started meanwhile. */
+        if (hs != 0) {
+            atomic_compare_exchange_strong(&cc->head_start_ms, &hs, hs + stalled_ms);
+        }
+        atomic_fetch_add(&cc->accepted_ms, stalled_ms);
+    }
+}
+
 /* Closes connections whose request head is late and idle connections past their age. */
 static void *watchdog_main(void *arg)
 {
     dg_http_t *h = arg;
     int64_t head_ms = (int64_t)h->opts.header_timeout_s * 1000;
     int64_t age_ms = (int64_t)h->opts.connection_max_s * 1000;
+    int64_t last_tick = dg_now_ms();
     pthread_mutex_lock(&h->mu);
     while (!h->is_stopping) {
         int64_t now = dg_now_ms();
+        int64_t stalled = now - last_tick - WATCHDOG_TICK_MS;
+        if (stalled > WATCHDOG_STALL_MS) {
+            DG_LOGW("http", "the process did not run for %lld ms; connection deadlines moved",
+                    (long long)stalled);
+            forgive_stall(h, stalled);
+        }
+        last_tick = now;
         for (conn_ctx *cc = h->conns; cc; cc = cc->next) {
             if (cc->is_shut || cc->fd < 0) {
                 continue;
@@ -194,7 +219,7 @@ static void *watchdog_main(void *arg)
             if (hs != 0 && now - hs > head_ms) {
                 why = "request head not complete within header_timeout_s";
             } else if (age_ms > 0 && hs == 0 && !atomic_load(&cc->is_busy) &&
-                       now - cc->accepted_ms > age_ms) {
+                       now - atomic_load(&cc->accepted_ms) > age_ms) {
                 why = "idle connection older than connection_max_s";
             }
             if (why) {
@@ -314,7 +339,7 @@ static bool is_conn_old(struct dg_http_conn_ *c)
 {
     unsigned max_s = c->h->opts.connection_max_s;
     conn_ctx *cc = get_conn_ctx(c->mc);
-    return max_s > 0 && cc && dg_now_ms() - cc->accepted_ms > (int64_t)max_s * 1000;
+    return max_s > 0 && cc && dg_now_ms() - atomic_load(&cc->accepted_ms) > (int64_t)max_s * 1000;
 }
 
 /* True when the request announced a body (a non-zero Content-Length or chunked transfer). */

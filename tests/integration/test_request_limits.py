@@ -3,7 +3,9 @@ with its code; connection limits (max_connections, header_timeout_s, connection_
 slowloris run that must not slow a normal client down (docs/security.md)."""
 
 import json
+import os
 import select
+import signal
 import socket
 import threading
 import time
@@ -206,6 +208,28 @@ def test_header_timeout_and_connection_age(make_server):
     assert closed_within(idle, 6.0), "an idle old connection was not closed"
     assert time.monotonic() - t0 < 4.5
     idle.close()
+    assert s.alive()
+    s.close()
+
+
+def test_stalled_server_keeps_waiting_requests(make_server):
+    """Time the server process did not run (a starved or paused machine) does not count against
+    clients: requests that arrived while it was stopped are answered, not closed as late heads."""
+    s = make_server(dbs=("main",), engines=1, slots=1, extra=["--header-timeout-s", 1])
+    conns = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(4)]
+    time.sleep(0.5)  # accepted: their head deadlines are running
+    os.kill(s.proc.pid, signal.SIGSTOP)
+    try:
+        for c in conns:
+            c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(2.5)
+    finally:
+        os.kill(s.proc.pid, signal.SIGCONT)
+    for c in conns:
+        data = c.recv(4096)
+        assert data.startswith(b"HTTP/1.1 200"), data[:100]
+        c.close()
+    assert "connection deadlines moved" in s.log()
     assert s.alive()
     s.close()
 
