@@ -9,15 +9,14 @@
 -- Level n is computed from the tops of level n+1: the best 100 under a prefix are among the
 -- best 100 under each of its one-character extensions (a name shorter than the level is its
 -- own group, so it is kept too).
+--
+-- Only keys and numbers go through the groupings and windows (a struct of names as an aggregate
+-- state cannot spill, and ran out of memory at scale 1); the displayed columns are joined from
+-- person_stats for the winners at the end.
 CREATE OR REPLACE TABLE people_prefix_top AS
 WITH base AS (
-    SELECT left(name_norm, 4) AS prefix, nconst, any_value(credits) AS credits,
-           any_value(era) AS era, bool_or(smart) AS smart,
-           any_value({'primaryName': primaryName, 'era': era, 'first_year': first_year,
-                      'last_year': last_year, 'main_category': main_category,
-                      'birthYear': birthYear}) AS info
+    SELECT DISTINCT left(name_norm, 4) AS prefix, nconst, credits, era, smart
     FROM search_people
-    GROUP BY left(name_norm, 4), nconst
 ),
 flags AS (
     SELECT *, false AS smart_only FROM base
@@ -25,12 +24,12 @@ flags AS (
     SELECT *, true AS smart_only FROM base WHERE smart
 ),
 l4 AS (
-    SELECT prefix, smart_only, nconst, credits, era, info FROM flags
+    SELECT prefix, smart_only, nconst, credits, era FROM flags
     QUALIFY row_number() OVER (PARTITION BY prefix, smart_only ORDER BY credits DESC, nconst) <= 100
 ),
 l3g AS (
     SELECT left(prefix, 3) AS prefix, smart_only, nconst, any_value(credits) AS credits,
-           any_value(era) AS era, any_value(info) AS info
+           any_value(era) AS era
     FROM l4 GROUP BY left(prefix, 3), smart_only, nconst
 ),
 l3 AS (
@@ -39,7 +38,7 @@ l3 AS (
 ),
 l2g AS (
     SELECT left(prefix, 2) AS prefix, smart_only, nconst, any_value(credits) AS credits,
-           any_value(era) AS era, any_value(info) AS info
+           any_value(era) AS era
     FROM l3 GROUP BY left(prefix, 2), smart_only, nconst
 ),
 l2 AS (
@@ -48,7 +47,7 @@ l2 AS (
 ),
 l1g AS (
     SELECT left(prefix, 1) AS prefix, smart_only, nconst, any_value(credits) AS credits,
-           any_value(era) AS era, any_value(info) AS info
+           any_value(era) AS era
     FROM l2 GROUP BY left(prefix, 1), smart_only, nconst
 ),
 l1 AS (
@@ -57,8 +56,7 @@ l1 AS (
 ),
 -- Per era, levels 2 and 1 (from all people of the era, not from the tops above).
 e2g AS (
-    SELECT left(prefix, 2) AS prefix, smart_only, era, nconst, any_value(credits) AS credits,
-           any_value(info) AS info
+    SELECT left(prefix, 2) AS prefix, smart_only, era, nconst, any_value(credits) AS credits
     FROM flags WHERE era IS NOT NULL
     GROUP BY left(prefix, 2), smart_only, era, nconst
 ),
@@ -68,8 +66,7 @@ e2 AS (
                                ORDER BY credits DESC, nconst) <= 100
 ),
 e1g AS (
-    SELECT left(prefix, 1) AS prefix, smart_only, era, nconst, any_value(credits) AS credits,
-           any_value(info) AS info
+    SELECT left(prefix, 1) AS prefix, smart_only, era, nconst, any_value(credits) AS credits
     FROM e2 GROUP BY left(prefix, 1), smart_only, era, nconst
 ),
 e1 AS (
@@ -78,19 +75,23 @@ e1 AS (
                                ORDER BY credits DESC, nconst) <= 100
 ),
 tops AS (
-    SELECT prefix, smart_only, '' AS era_filter, nconst, credits, info FROM l4
-    UNION ALL SELECT prefix, smart_only, '', nconst, credits, info FROM l3
-    UNION ALL SELECT prefix, smart_only, '', nconst, credits, info FROM l2
-    UNION ALL SELECT prefix, smart_only, '', nconst, credits, info FROM l1
-    UNION ALL SELECT prefix, smart_only, era, nconst, credits, info FROM e2
-    UNION ALL SELECT prefix, smart_only, era, nconst, credits, info FROM e1
+    SELECT prefix, smart_only, '' AS era_filter, nconst, credits FROM l4
+    UNION ALL SELECT prefix, smart_only, '', nconst, credits FROM l3
+    UNION ALL SELECT prefix, smart_only, '', nconst, credits FROM l2
+    UNION ALL SELECT prefix, smart_only, '', nconst, credits FROM l1
+    UNION ALL SELECT prefix, smart_only, era, nconst, credits FROM e2
+    UNION ALL SELECT prefix, smart_only, era, nconst, credits FROM e1
+),
+ranked AS (
+    SELECT prefix, smart_only, era_filter,
+           row_number() OVER (PARTITION BY prefix, smart_only, era_filter
+                              ORDER BY credits DESC, nconst) AS rank,
+           nconst, credits
+    FROM (SELECT DISTINCT prefix, smart_only, era_filter, nconst, credits FROM tops)
 )
--- A prefix shorter than its level (a short name) can appear at two levels: keep it once.
-SELECT prefix, smart_only, era_filter,
-       row_number() OVER (PARTITION BY prefix, smart_only, era_filter
-                          ORDER BY credits DESC, nconst) AS rank,
-       nconst, info.primaryName AS primaryName, credits, info.era AS era, info.first_year AS first_year,
-       info.last_year AS last_year, info.main_category AS main_category,
-       info.birthYear AS birthYear
-FROM (SELECT DISTINCT ON (prefix, smart_only, era_filter, nconst) * FROM tops)
-ORDER BY prefix, smart_only, era_filter, rank;
+-- A prefix shorter than its level (a short name) can appear at two levels: kept once (DISTINCT).
+SELECT r.prefix, r.smart_only, r.era_filter, r.rank, r.nconst, p.primaryName, r.credits, p.era,
+       p.first_year, p.last_year, p.main_category, p.birthYear
+FROM ranked r
+JOIN person_stats p USING (nconst)
+ORDER BY r.prefix, r.smart_only, r.era_filter, r.rank;
