@@ -23,6 +23,8 @@ typedef struct data_args {
     const char *threads;
     const char *memory;
     const char *remote;
+    const char *key;
+    const char *poll_ms;
     bool is_plain;
     bool is_help;
 } data_args;
@@ -65,6 +67,10 @@ static int parse(int argc, char **argv, data_args *a)
                 dst = &a->memory;
             } else if (strcmp(s, "--remote") == 0) {
                 dst = &a->remote;
+            } else if (strcmp(s, "--key") == 0) {
+                dst = &a->key;
+            } else if (strcmp(s, "--poll-ms") == 0) {
+                dst = &a->poll_ms;
             } else {
                 return usage_error(a->cmd, "unknown option %s", s);
             }
@@ -215,14 +221,62 @@ int dg_cli__import(int argc, char **argv, char **envp)
 }
 
 static const char build_usage[] =
-    "usage: duckgate build FILE PIPELINE_DIR [--threads N] [--memory-limit BYTES] [--plain]\n\n"
+    "usage: duckgate build FILE PIPELINE_DIR [--threads N] [--memory-limit BYTES] [--plain]\n"
+    "       duckgate build --remote URL [--key KEY] DB PIPELINE_DIR [--poll-ms N] [--plain]\n\n"
     "Runs the steps NN_name.sql of PIPELINE_DIR in order on a copy FILE.next, with a\n"
     "progress bar per step and a summary table, then renames FILE.next over FILE. A failed\n"
-    "step leaves FILE untouched. --plain prints lines instead of redrawn bars.\n";
+    "step leaves FILE untouched. --plain prints lines instead of redrawn bars.\n\n"
+    "With --remote the steps run on the server at URL as admin jobs on a staging copy of\n"
+    "its database DB, which the server then swaps in (reload); a failed step or Ctrl-C\n"
+    "discards the copy and the served database stays as it was. KEY is an admin API key\n"
+    "(default: the DUCKGATE_KEY environment variable); --poll-ms is how often a running\n"
+    "step is polled (default 250).\n";
+
+/* The value of NAME in envp, or NULL. */
+static const char *env_get(char **envp, const char *name)
+{
+    size_t len = strlen(name);
+    for (char **e = envp; e && *e; e++) {
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=') {
+            return *e + len + 1;
+        }
+    }
+    return NULL;
+}
+
+static int build_remote(const data_args *a, char **envp)
+{
+    if (a->n_pos != 2) {
+        return usage_error("build", "--remote needs DB and PIPELINE_DIR");
+    }
+    if (a->threads || a->memory) {
+        return usage_error("build", "--threads and --memory-limit are the server's with --remote");
+    }
+    dg_data_remote_t r = {.url = a->remote,
+                          .key = a->key ? a->key : env_get(envp, "DUCKGATE_KEY"),
+                          .db = a->pos[0],
+                          .pipeline_dir = a->pos[1]};
+    if (strncmp(r.url, "http://", 7) != 0 && strncmp(r.url, "https://", 8) != 0) {
+        return usage_error("build", "--remote needs an http:// or https:// URL, got %s", r.url);
+    }
+    if (a->poll_ms) {
+        char *end = NULL;
+        long v = strtol(a->poll_ms, &end, 10);
+        if (end == a->poll_ms || *end != '\0' || v < 10 || v > 60000) {
+            return usage_error("build", "--poll-ms must be 10..60000, got %s", a->poll_ms);
+        }
+        r.poll_ms = (int)v;
+    }
+    dg_data_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.tty = a->is_plain ? 0 : -1;
+    dg_error_t err;
+    dg_error_clear(&err);
+    return finish("build", dg_data_build_remote(&r, &o, &err), &err);
+}
 
 int dg_cli__build(int argc, char **argv, char **envp)
 {
-    (void)envp;
     data_args a = {.cmd = "build"};
     dg_data_opts_t o;
     int st = parse(argc, argv, &a);
@@ -234,9 +288,10 @@ int dg_cli__build(int argc, char **argv, char **envp)
         return 0;
     }
     if (a.remote) {
-        /* Needs the admin jobs API (DESIGN §7), which this binary does not serve yet. */
-        return usage_error("build", "--remote is not available yet; build locally and let the "
-                                    "server pick up the renamed file");
+        return build_remote(&a, envp);
+    }
+    if (a.key || a.poll_ms) {
+        return usage_error("build", "--key and --poll-ms need --remote");
     }
     if (a.n_pos != 2) {
         return usage_error("build", "needs FILE and PIPELINE_DIR");

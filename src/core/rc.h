@@ -43,10 +43,12 @@
     X(HEADERS_TOO_LARGE, 31, 431, "the request headers are too large")                             \
     X(NOT_READY, 32, 503, "the server is not ready")                                               \
     X(PROTOCOL, 33, 502, "engine protocol error")                                                  \
-    X(READ_ONLY_DATABASE, 34, 409, "the database is served read-only")                         \
-    X(BAD_SNAPSHOT, 35, 422, "the new database file cannot be served; the old one keeps serving") \
+    X(READ_ONLY_DATABASE, 34, 409, "the database is served read-only")                             \
+    X(BAD_SNAPSHOT, 35, 422, "the new database file cannot be served; the old one keeps serving")  \
     X(TOO_MANY_CONCURRENT, 36, 429, "too many queries running at once for this caller")            \
-    X(INVALID_PARAMS, 37, 422, "invalid parameters for the named query")
+    X(INVALID_PARAMS, 37, 422, "invalid parameters for the named query")                           \
+    X(NO_STAGING, 38, 409, "the database has no staging copy; POST /api/admin/stage/{db} first")   \
+    X(STAGING_BUSY, 39, 409, "a job is writing the staging copy of the database")
 
 typedef enum {
 #define DG_RC_ENUM(name, num, http, msg) DG_##name = num,

@@ -45,4 +45,23 @@ dg_rc_t dg_data_import_imdb(const char *dir, const char *out_path, const dg_data
 dg_rc_t dg_data_build(const char *file, const char *pipeline_dir, const dg_data_opts_t *o,
                       dg_error_t *err);
 
+/* A remote build (docs/pipeline.md "Remote builds"): the server and what to build there. */
+typedef struct dg_data_remote {
+    const char *url;          /* the server's base URL, e.g. http://127.0.0.1:8080 */
+    const char *key;          /* an admin API key, or NULL (a server with auth off) */
+    const char *db;           /* the served database to rebuild */
+    const char *pipeline_dir; /* local directory of NN_name.sql steps */
+    int poll_ms;              /* how often a running job is polled; 0 = 250 */
+} dg_data_remote_t;
+
+/* Runs the steps of r->pipeline_dir on the server r->url as admin jobs on a staging copy of
+ * r->db, with a progress bar per step and the summary table (on o->out), then has the server
+ * swap the copy in (reload) and prints the new data version. A failed or cancelled step, a
+ * SIGINT (the running job is cancelled) or a refused reload discards the staging copy; the
+ * served file never changes then. Errors: those of the pipeline listing (DG_NOT_FOUND, ...),
+ * DG_IO (server unreachable), DG_PROTOCOL (an answer that is not the API's JSON),
+ * DG_UNAUTHORIZED/DG_FORBIDDEN (bad or non-admin key), DG_UNKNOWN_DB, DG_CANCELLED (SIGINT),
+ * a failed step's code (the message names the step), DG_NOMEM. */
+dg_rc_t dg_data_build_remote(const dg_data_remote_t *r, const dg_data_opts_t *o, dg_error_t *err);
+
 #endif

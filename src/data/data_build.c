@@ -22,16 +22,11 @@
 #include "core/buf.h"
 #include "data/data_int.h"
 
-#define MAX_STEPS 256
 #define STEP_SQL_CAP ((size_t)16 << 20)
 
-typedef struct step {
-    char *name; /* file name, owned */
-    unsigned long num;
-} step;
+typedef dg_data__step_t step;
 
-/* NN_name.sql: digits, '_', then [A-Za-z0-9_-]+, then ".sql". */
-static bool is_step_name(const char *s, unsigned long *out_num)
+bool dg_data__is_step_name(const char *s, unsigned long *out_num)
 {
     const char *p = s;
     if (!isdigit((unsigned char)*p)) {
@@ -66,7 +61,7 @@ static int step_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static dg_rc_t list_steps(const char *dir, step *steps, size_t *out_n, dg_error_t *err)
+dg_rc_t dg_data__steps_list(const char *dir, step *steps, size_t *out_n, dg_error_t *err)
 {
     DIR *d = opendir(dir);
     size_t n = 0;
@@ -78,12 +73,12 @@ static dg_rc_t list_steps(const char *dir, step *steps, size_t *out_n, dg_error_
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         unsigned long num;
-        if (!is_step_name(e->d_name, &num)) {
+        if (!dg_data__is_step_name(e->d_name, &num)) {
             continue;
         }
-        if (n == MAX_STEPS) {
+        if (n == DG_DATA__MAX_STEPS) {
             rc = dg_error_set(err, DG_BAD_REQUEST, "pipeline %s: more than %d steps", dir,
-                              MAX_STEPS);
+                              DG_DATA__MAX_STEPS);
             break;
         }
         steps[n].name = strdup(e->d_name);
@@ -103,6 +98,14 @@ static dg_rc_t list_steps(const char *dir, step *steps, size_t *out_n, dg_error_
         qsort(steps, n, sizeof *steps, step_cmp);
     }
     return rc;
+}
+
+void dg_data__steps_free(step *steps, size_t n)
+{
+    for (size_t i = 0; steps && i < n; i++) {
+        free(steps[i].name);
+        steps[i].name = NULL;
+    }
 }
 
 static char *read_file(const char *path, dg_error_t *err)
@@ -135,21 +138,33 @@ static char *read_file(const char *path, dg_error_t *err)
     return dg_buf_take(&b, NULL);
 }
 
+char *dg_data__step_sql(const char *dir, const char *name, dg_error_t *err)
+{
+    dg_buf_t path;
+    dg_buf_init(&path, 0);
+    if (dg_buf_printf(&path, "%s/%s", dir, name) != DG_OK) {
+        dg_buf_free(&path);
+        dg_error_set(err, DG_NOMEM, "out of memory");
+        return NULL;
+    }
+    char *sql = read_file(path.p, err);
+    dg_buf_free(&path);
+    return sql;
+}
+
 dg_rc_t dg_data_build(const char *file, const char *pipeline_dir, const dg_data_opts_t *o,
                       dg_error_t *err)
 {
     dg_rc_t rc;
-    step *steps = calloc(MAX_STEPS, sizeof *steps);
-    dg_data__step_result_t *res = calloc(MAX_STEPS, sizeof *res);
+    step *steps = calloc(DG_DATA__MAX_STEPS, sizeof *steps);
+    dg_data__step_result_t *res = calloc(DG_DATA__MAX_STEPS, sizeof *res);
     size_t n = 0;
     char *next = NULL;
     dg_db_build_t *b = NULL;
     dg_data__bar_t bar;
-    dg_buf_t path;
     struct stat st;
     int lock_fd = -1;
 
-    dg_buf_init(&path, 0);
     if (!steps || !res) {
         rc = dg_error_set(err, DG_NOMEM, "out of memory");
         goto out;
@@ -173,7 +188,7 @@ dg_rc_t dg_data_build(const char *file, const char *pipeline_dir, const dg_data_
                                                : strerror(errno));
         goto out;
     }
-    rc = list_steps(pipeline_dir, steps, &n, err);
+    rc = dg_data__steps_list(pipeline_dir, steps, &n, err);
     if (rc != DG_OK) {
         goto out;
     }
@@ -193,14 +208,9 @@ dg_rc_t dg_data_build(const char *file, const char *pipeline_dir, const dg_data_
     }
     dg_data__bar_init(&bar, o);
     for (size_t i = 0; i < n; i++) {
-        dg_buf_reset(&path);
-        if (dg_buf_printf(&path, "%s/%s", pipeline_dir, steps[i].name) != DG_OK) {
-            rc = dg_error_set(err, DG_NOMEM, "out of memory");
-            goto out;
-        }
         dg_error_t one;
         dg_error_clear(&one);
-        char *sql = read_file(path.p, &one);
+        char *sql = dg_data__step_sql(pipeline_dir, steps[i].name, &one);
         if (!sql) {
             rc = dg_error_set(err, one.rc, "step %s: %s", steps[i].name, one.msg);
             goto out;
@@ -215,10 +225,7 @@ dg_rc_t dg_data_build(const char *file, const char *pipeline_dir, const dg_data_
     rc = dg_data__finish(&b, bar.out, res, n, next, file, err);
 out:
     dg_data__release(b, next, rc != DG_OK);
-    dg_buf_free(&path);
-    for (size_t i = 0; steps && i < n; i++) {
-        free(steps[i].name);
-    }
+    dg_data__steps_free(steps, n);
     free(steps);
     free(res);
     if (lock_fd >= 0) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/ioutil.h"
 #include "data/data_int.h"
 
 char *dg_data__next_path(const char *path)
@@ -25,95 +26,17 @@ char *dg_data__next_path(const char *path)
 
 void dg_data__remove_db(const char *path)
 {
-    char wal[4096];
-    unlink(path);
-    if ((size_t)snprintf(wal, sizeof wal, "%s.wal", path) < sizeof wal) {
-        unlink(wal);
-    }
+    dg_remove_db_file(path);
 }
 
 dg_rc_t dg_data__copy_file(const char *src, const char *dst, dg_error_t *err)
 {
-    dg_rc_t rc = DG_OK;
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    int out = -1;
-    struct stat st;
-    if (in < 0 || fstat(in, &st) != 0) {
-        rc = dg_error_set(err, DG_IO, "%s: %s", src, strerror(errno));
-        goto out;
-    }
-    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out < 0) {
-        rc = dg_error_set(err, DG_IO, "%s: %s", dst, strerror(errno));
-        goto out;
-    }
-    /* copy_file_range stays in the kernel (and shares extents where the filesystem can). */
-    off_t left = st.st_size;
-    while (left > 0) {
-        ssize_t n = copy_file_range(in, NULL, out, NULL, (size_t)left, 0);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            rc = dg_error_set(err, DG_IO, "copying %s to %s: %s", src, dst,
-                              n < 0 ? strerror(errno) : "unexpected end of file");
-            goto out;
-        }
-        left -= n;
-    }
-    if (fsync(out) != 0) {
-        rc = dg_error_set(err, DG_IO, "%s: %s", dst, strerror(errno));
-    }
-out:
-    if (in >= 0) {
-        close(in);
-    }
-    if (out >= 0 && close(out) != 0 && rc == DG_OK) {
-        rc = dg_error_set(err, DG_IO, "%s: %s", dst, strerror(errno));
-    }
-    if (rc != DG_OK && out >= 0) {
-        unlink(dst);
-    }
-    return rc;
-}
-
-static dg_rc_t fsync_path(const char *path, int flags, dg_error_t *err)
-{
-    int fd = open(path, flags | O_CLOEXEC);
-    if (fd < 0) {
-        return dg_error_set(err, DG_IO, "%s: %s", path, strerror(errno));
-    }
-    int r = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (r != 0) {
-        return dg_error_set(err, DG_IO, "fsync %s: %s", path, strerror(e));
-    }
-    return DG_OK;
+    return dg_copy_file(src, dst, err);
 }
 
 dg_rc_t dg_data__commit(const char *next, const char *final_path, dg_error_t *err)
 {
-    dg_rc_t rc = fsync_path(next, O_RDONLY, err);
-    if (rc != DG_OK) {
-        return rc;
-    }
-    if (rename(next, final_path) != 0) {
-        return dg_error_set(err, DG_IO, "rename %s -> %s: %s", next, final_path, strerror(errno));
-    }
-    char *dir = strdup(final_path);
-    if (!dir) {
-        return dg_error_set(err, DG_NOMEM, "out of memory");
-    }
-    char *slash = strrchr(dir, '/');
-    const char *d = ".";
-    if (slash) {
-        slash[slash == dir ? 1 : 0] = '\0';
-        d = dir;
-    }
-    rc = fsync_path(d, O_RDONLY | O_DIRECTORY, err);
-    free(dir);
-    return rc;
+    return dg_rename_durable(next, final_path, err);
 }
 
 dg_rc_t dg_data__open(const char *path, const dg_data_opts_t *o, bool has_external_access,

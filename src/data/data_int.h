@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "core/rc.h"
 #include "data/data.h"
 #include "db/db_build.h"
@@ -50,6 +52,40 @@ void dg_data__summary(FILE *out, const dg_data__step_result_t *r, size_t n);
  * err, for the caller to put in context). */
 dg_rc_t dg_data__run_step(dg_db_build_t *b, dg_data__bar_t *bar, const char *name, const char *sql,
                           dg_data__step_result_t *out, dg_error_t *err);
+
+/* ---- pipeline steps (data_build.c; local and remote builds share them) ---- */
+
+/* Most steps a pipeline may have. */
+#define DG_DATA__MAX_STEPS 256
+
+/* One step file NN_name.sql of a pipeline directory. */
+typedef struct dg_data__step {
+    char *name; /* the file name, owned */
+    unsigned long num;
+} dg_data__step_t;
+
+/* True when s names a step, NN_name.sql: digits, '_', [A-Za-z0-9_-]+, ".sql"; *out_num gets NN.
+ * Pure. */
+bool dg_data__is_step_name(const char *s, unsigned long *out_num);
+/* Lists the steps of dir into steps[0..*out_n) (room for DG_DATA__MAX_STEPS), ordered by
+ * number, then name. The caller frees them with dg_data__steps_free(steps, *out_n), also on
+ * error. Errors: DG_NOT_FOUND (no such directory, no steps), DG_IO, DG_BAD_REQUEST (too many),
+ * DG_NOMEM. */
+dg_rc_t dg_data__steps_list(const char *dir, dg_data__step_t *steps, size_t *out_n,
+                            dg_error_t *err);
+void dg_data__steps_free(dg_data__step_t *steps, size_t n);
+/* The SQL of step `name` of dir as a malloc'd NUL-terminated string (capped at 16 MiB), or NULL
+ * with err set (DG_IO, DG_NOMEM, DG_RESOURCE_EXHAUSTED). */
+char *dg_data__step_sql(const char *dir, const char *name, dg_error_t *err);
+
+/* ---- remote builds (data_remote.c) ---- */
+
+/* Reads a job object of the admin API ({"state","progress","rows","rows_written","error"}):
+ * *out_state its state, *out_progress the percent (-1 when null), *out_rows rows_written when
+ * the server reports it, else rows; *out_code and *out_message the error (NULL when none).
+ * Strings are borrowed from job. False when job has no state. Pure. */
+bool dg_data__remote_job_view(const json_t *job, const char **out_state, double *out_progress,
+                              uint64_t *out_rows, const char **out_code, const char **out_message);
 
 /* ---- files (data_file.c) ---- */
 

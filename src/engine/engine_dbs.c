@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,7 @@ typedef struct served {
     bool has_failed;
     int64_t failed_at_ms; /* monotonic time of its last failed open */
     uint64_t last_gen;    /* under open_mu */
+    bool is_staging_open; /* under mu: its .next is open for a job (dg_engine__dbs_open_next) */
 } served_t;
 
 typedef struct hook {
@@ -496,6 +498,105 @@ out:
     dg_db_close(db);
     dg_buf_free(&cat);
     dg_buf_free(&next);
+    return rc;
+}
+
+dg_rc_t dg_engine__dbs_open_next(dg_engine__dbs_t *t, const char *name, dg_engine__staging_t *out,
+                                 dg_error_t *err)
+{
+    memset(out, 0, sizeof *out);
+    served_t *sd = find(t, name);
+    if (!sd) {
+        return dg_error_set(err, DG_UNKNOWN_DB, "unknown database '%.64s'", name ? name : "");
+    }
+    if (sd->is_rw) {
+        return dg_error_set(err, DG_BAD_REQUEST,
+                            "%s is served read-write: it has no staging copy (run the job on it)",
+                            sd->name);
+    }
+    char next[PATH_MAX], tdir[PATH_MAX];
+    int n = snprintf(next, sizeof next, "%s.next", sd->path);
+    if (n < 0 || (size_t)n >= sizeof next) {
+        return dg_error_set(err, DG_IO, "the path of %s.duckdb.next is too long", sd->name);
+    }
+    struct stat st;
+    if (lstat(next, &st) != 0) {
+        return errno == ENOENT ? dg_error_set(err, DG_NO_STAGING,
+                                              "%s has no staging copy; POST /api/admin/stage/%s "
+                                              "first",
+                                              sd->name, sd->name)
+                               : dg_error_set(err, DG_IO, "cannot stat %s.duckdb.next: %s",
+                                              sd->name, strerror(errno));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return dg_error_set(err, DG_BAD_SNAPSHOT, "%s.duckdb.next is not a regular file", sd->name);
+    }
+    /* Two read-write instances of one file in one process would not see each other's locks
+     * (POSIX locks are per process) and corrupt it: one at a time. */
+    pthread_mutex_lock(&sd->mu);
+    bool is_busy = sd->is_staging_open;
+    sd->is_staging_open = true;
+    pthread_mutex_unlock(&sd->mu);
+    if (is_busy) {
+        return dg_error_set(err, DG_STAGING_BUSY,
+                            "another job is writing the staging copy of %s; run one at a time",
+                            sd->name);
+    }
+    out->idx = (size_t)(sd - t->v);
+    /* "<name>.stage" cannot be an instance's directory ("<name>" or "<name>.<gen>"). */
+    n = t->temp_root ? snprintf(tdir, sizeof tdir, "%s/%s.stage", t->temp_root, sd->name) : -1;
+    if (n > 0 && (size_t)n < sizeof tdir && dg_mkdir_p(tdir, 0700) == 0) {
+        empty_dir(tdir);
+        out->temp_dir = strdup(tdir);
+    }
+    dg_db_opts_t o = {
+        .path = next,
+        .name = sd->name,
+        .read_only = false,
+        .memory_limit = t->memory_limit,
+        .max_temp_bytes = t->max_temp_bytes,
+        .threads = t->threads,
+        .temp_dir = out->temp_dir,
+    };
+    dg_error_t derr;
+    dg_error_clear(&derr);
+    dg_rc_t rc = dg_db_open(&o, &out->db, &derr);
+    if (rc != DG_OK) {
+        if (strstr(derr.msg, "Could not set lock") || strstr(derr.msg, "Conflicting lock")) {
+            rc = dg_error_set(err, DG_STAGING_BUSY,
+                              "the staging copy of %s is locked by another process (a job of "
+                              "another server, or a local build)",
+                              sd->name);
+        } else {
+            rc = dg_error_set(err, DG_BAD_SNAPSHOT, "the staging copy of %s does not open: %s",
+                              sd->name, derr.msg[0] ? derr.msg : dg_rc_message(rc));
+        }
+        dg_engine__dbs_close_next(t, out, false, NULL);
+    }
+    return rc;
+}
+
+dg_rc_t dg_engine__dbs_close_next(dg_engine__dbs_t *t, dg_engine__staging_t *st, bool is_checkpoint,
+                                  dg_error_t *err)
+{
+    dg_rc_t rc = DG_OK;
+    if (st->db && is_checkpoint) {
+        rc = dg_db_exec(st->db, "CHECKPOINT", err);
+    }
+    dg_db_close(st->db);
+    if (st->temp_dir) {
+        empty_dir(st->temp_dir);
+        rmdir(st->temp_dir);
+        free(st->temp_dir);
+    }
+    if (st->idx < t->n) {
+        served_t *sd = &t->v[st->idx];
+        pthread_mutex_lock(&sd->mu);
+        sd->is_staging_open = false;
+        pthread_mutex_unlock(&sd->mu);
+    }
+    memset(st, 0, sizeof *st);
+    st->idx = SIZE_MAX;
     return rc;
 }
 

@@ -111,6 +111,29 @@ void dg_engine__dbs_release(dg_engine__dbs_t *t, dg_engine__dbref_t *ref);
  * database), DG_NOT_FOUND (no .next file), DG_BAD_SNAPSHOT (not a regular file, does not open,
  * unreadable catalog; err says why, without server paths), DG_NOMEM. */
 dg_rc_t dg_engine__dbs_check_next(dg_engine__dbs_t *t, const char *name, dg_error_t *err);
+/* A staging copy `<path of name>.next` opened read-write for an admin job with `"target":
+ * "next"` (docs/admin.md "Staging"): trusted SQL, the table's sandbox settings otherwise (no
+ * external access, no extension loading, memory limit, threads) and a private temp directory
+ * for spilling. At most one per database and engine process is open at a time; another
+ * process (engine, server, `duckgate build`) is kept out by DuckDB's file lock. */
+typedef struct dg_engine__staging {
+    dg_db_t *db; /* the instance; owned until dg_engine__dbs_close_next */
+    char *temp_dir;
+    size_t idx; /* of the database in the table */
+} dg_engine__staging_t;
+
+/* Opens the staging copy of database `name` into *out. Errors: DG_UNKNOWN_DB, DG_BAD_REQUEST
+ * (a read-write database has no staging copy), DG_NO_STAGING (no `.next` file), DG_STAGING_BUSY
+ * (open here already, or locked by another process), DG_BAD_SNAPSHOT (not a regular file, or
+ * not a DuckDB file), those of dg_db_open. err says why without server paths. Any thread. */
+dg_rc_t dg_engine__dbs_open_next(dg_engine__dbs_t *t, const char *name, dg_engine__staging_t *out,
+                                 dg_error_t *err);
+/* Checkpoints the staging copy when is_checkpoint (so the file holds every change and no
+ * write-ahead log is left for a reload to refuse), closes it and removes its temp directory.
+ * Clears *st. Errors of the checkpoint (DG_SQL_ERROR, DG_IO, ...); the file is closed anyway. */
+dg_rc_t dg_engine__dbs_close_next(dg_engine__dbs_t *t, dg_engine__staging_t *st, bool is_checkpoint,
+                                  dg_error_t *err);
+
 /* Switches database `name` to its replaced file now, if it was replaced, and reports the
  * generation then current. Errors: DG_UNKNOWN_DB; DG_BAD_SNAPSHOT when the replaced file does
  * not open (the old instance keeps serving; err says why). */

@@ -314,6 +314,7 @@ typedef struct req {
     uint64_t max_export_bytes; /* Parquet temp file cap; 0 = none */
     const char *encoding; /* Content-Encoding token; "identity" when absent */
     int level;            /* codec level; < 0 = the codec's default */
+    const char *target;   /* kind "job": "next" = on the staging copy; NULL = served file */
 } req_t;
 
 static const char *json_str_or(json_t *o, const char *key, const char *dflt)
@@ -1146,7 +1147,28 @@ typedef struct job_run {
     eslot_t *s;
     int64_t next_ms; /* when the next PROGRESS frame is due */
     uint64_t rows;   /* result rows counted (and discarded) so far */
+    /* Rows the last statement wrote, when its result is DuckDB's one BIGINT column "Count"
+     * (CREATE TABLE AS, INSERT, UPDATE, DELETE); has_written false otherwise. */
+    uint64_t written;
+    bool has_written;
 } job_run_t;
+
+/* Adds a batch of DuckDB's "Count" answer to j->written (see job_run_t). */
+static void job_count_written(job_run_t *j, const dg_db_cursor_t *cur, const dg_batch_t *b)
+{
+    const dg_schema_t *sc = dg_db_cursor_schema(cur);
+    if (!sc || sc->n_cols != 1 || strcmp(sc->names[0], "Count") != 0 ||
+        sc->types[0]->id != DG_TYPE_BIGINT || b->n_cols != 1 || !b->cols[0].data) {
+        return;
+    }
+    const int64_t *v = b->cols[0].data;
+    for (uint64_t i = 0; i < b->n_rows; i++) {
+        if (dg_vec_is_valid(&b->cols[0], i) && v[i] > 0) {
+            j->written += (uint64_t)v[i];
+        }
+    }
+    j->has_written = true;
+}
 
 /* Sends a PROGRESS frame when one is due. pct < 0 means DuckDB does not know (null). */
 static void job_progress(void *ctx, double pct)
@@ -1167,26 +1189,20 @@ static void job_progress(void *ctx, double pct)
     }
 }
 
-/* Runs trusted SQL (several statements allowed) to the end, counting and discarding the rows of
- * the last statement: PROGRESS* then END {"rows":N} or ERROR. No encoder, no HEAD: nobody reads
- * a job's rows, and the front keeps only its state. */
-static void run_job(eslot_t *s, const req_t *r, served_db_t *sdb)
+/* Runs trusted SQL (several statements allowed) on db to the end, counting and discarding the
+ * rows of the last statement and sending PROGRESS frames on the way. */
+static dg_rc_t job_exec(eslot_t *s, const req_t *r, dg_db_t *db, job_run_t *j, timings_t *t,
+                        dg_error_t *err)
 {
-    dg_error_t err;
-    dg_error_clear(&err);
-    timings_t t = {.queue_ms = r->queue_ms};
     dg_db_cursor_t *cur = NULL;
-    job_run_t j = {.s = s, .next_ms = 0};
-    dg_rc_t rc = DG_OK;
     if (!r->sql) {
-        rc = dg_error_set(&err, DG_MISSING_SQL, "the request has no sql");
-        goto done;
+        return dg_error_set(err, DG_MISSING_SQL, "the request has no sql");
     }
     dg_db_query_t q = query_of(s, r);
     q.on_progress = job_progress;
-    q.progress_ctx = &j;
+    q.progress_ctx = j;
     int64_t t0 = dg_now_us();
-    rc = dg_db_query_start(sdb->db, &q, &cur, &err);
+    dg_rc_t rc = dg_db_query_start(db, &q, &cur, err);
     publish_cursor(s, cur);
     while (rc == DG_OK) {
         rc = stop_reason(s);
@@ -1194,23 +1210,75 @@ static void run_job(eslot_t *s, const req_t *r, served_db_t *sdb)
             break;
         }
         const dg_batch_t *batch = NULL;
-        rc = dg_db_cursor_next(cur, &batch, &err);
+        rc = dg_db_cursor_next(cur, &batch, err);
         if (rc != DG_OK || !batch) {
             break;
         }
-        j.rows += batch->n_rows;
-        job_progress(&j, dg_db_cursor_progress(cur));
+        j->rows += batch->n_rows;
+        job_count_written(j, cur, batch);
+        job_progress(j, dg_db_cursor_progress(cur));
     }
-    t.execute_ms = ms_since(t0, dg_now_us());
+    t->execute_ms = ms_since(t0, dg_now_us());
     release_cursor(s, &cur);
-done:
+    return rc;
+}
+
+/* Ends a job: END {"rows":N[,"written":W]} or ERROR (nothing when the front went away). */
+static void job_end(eslot_t *s, dg_rc_t rc, const job_run_t *j, const timings_t *t, dg_error_t *err)
+{
     if (rc == DG_OK) {
-        send_end(s, j.rows, 0, false, &t);
+        char end[512];
+        int n = snprintf(end, sizeof end,
+                         "{\"rows\":%llu,\"bytes\":0,\"truncated\":false,\"queue_ms\":%.3f,"
+                         "\"execute_ms\":%.3f%s",
+                         (unsigned long long)j->rows, t->queue_ms, t->execute_ms,
+                         s->changes ? ",\"changes\":true" : "");
+        if (n > 0 && (size_t)n < sizeof end && j->has_written) {
+            n += snprintf(end + n, sizeof end - (size_t)n, ",\"written\":%llu",
+                          (unsigned long long)j->written);
+        }
+        slot_set_idle(s);
+        if (n > 0 && (size_t)n + 1 < sizeof end) {
+            end[n++] = '}';
+            send_frame(s, DG_FRAME_END, end, (size_t)n);
+        }
     } else if (slot_peer_gone(s)) {
         slot_set_idle(s);
     } else {
-        fail_request(s, rc, &err);
+        fail_request(s, rc, err);
     }
+}
+
+/* Runs a job on the served instance: PROGRESS* then END or ERROR. No encoder, no HEAD: nobody
+ * reads a job's rows, and the front keeps only its state. */
+static void run_job(eslot_t *s, const req_t *r, served_db_t *sdb)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    timings_t t = {.queue_ms = r->queue_ms};
+    job_run_t j = {.s = s, .next_ms = 0};
+    dg_rc_t rc = job_exec(s, r, sdb->db, &j, &t, &err);
+    job_end(s, rc, &j, &t, &err);
+}
+
+/* A job with "target":"next" (docs/admin.md "Staging"): runs on the database's staging copy,
+ * opened read-write for this job only, checkpointed and closed before the job's END so a
+ * reload can check and rename the file as soon as the front sees the job done. */
+static void run_staging_job(eslot_t *s, const req_t *r)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    timings_t t = {.queue_ms = r->queue_ms};
+    job_run_t j = {.s = s, .next_ms = 0};
+    dg_engine__staging_t st;
+    dg_rc_t rc = dg_engine__dbs_open_next(s->proc->dbs, r->db, &st, &err);
+    if (rc == DG_OK) {
+        rc = job_exec(s, r, st.db, &j, &t, &err);
+        dg_rc_t crc = dg_engine__dbs_close_next(s->proc->dbs, &st, rc == DG_OK, &err);
+        rc = rc == DG_OK ? crc : rc;
+    }
+    s->changes = false; /* the served file did not change */
+    job_end(s, rc, &j, &t, &err);
 }
 
 /* ---- admin imports (kind "import") ------------------------------------------------------- */
@@ -1270,6 +1338,7 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
         v = json_int_or(root, "max_export_bytes", 0);
         r.max_export_bytes = v > 0 ? (uint64_t)v : 0;
         r.level = (int)json_int_or(root, "level", -1);
+        r.target = json_str_or(root, "target", NULL);
         t.queue_ms = r.queue_ms;
     }
 
@@ -1335,6 +1404,10 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
     }
     if (strcmp(r.kind, "swap_check") == 0 || strcmp(r.kind, "refresh") == 0) {
         run_swap(s, &r, &t);
+        goto out;
+    }
+    if (strcmp(r.kind, "job") == 0 && r.target && strcmp(r.target, "next") == 0) {
+        run_staging_job(s, &r);
         goto out;
     }
     served_db_t *sdb = acquire_db(s->proc, r.db, &use) ? &use : NULL;

@@ -107,9 +107,10 @@ void dg_server__h_admin_query(dg_http_req_t *r, void *ctx)
 
 /* ---- /api/admin/jobs ----------------------------------------------------------------------- */
 
-/* Parses {"db": "...", "sql": "...", "timeout_ms": N} strictly. */
+/* Parses {"db": "...", "sql": "...", "timeout_ms": N, "target": "served"|"next"} strictly. */
 static dg_rc_t parse_job(dg_server_t *s, const dg_http_req_t *r, char db[65], const char **sql,
-                         size_t *sql_len, int64_t *timeout_ms, json_t **root, dg_error_t *err)
+                         size_t *sql_len, int64_t *timeout_ms, bool *is_staging, json_t **root,
+                         dg_error_t *err)
 {
     json_error_t jerr;
     *root = json_loadb(r->body.p ? r->body.p : "", r->body.len, JSON_REJECT_DUPLICATES, &jerr);
@@ -123,9 +124,10 @@ static dg_rc_t parse_job(dg_server_t *s, const dg_http_req_t *r, char db[65], co
     json_t *v;
     json_object_foreach(*root, key, v)
     {
-        if (strcmp(key, "db") != 0 && strcmp(key, "sql") != 0 && strcmp(key, "timeout_ms") != 0) {
+        if (strcmp(key, "db") != 0 && strcmp(key, "sql") != 0 && strcmp(key, "timeout_ms") != 0 &&
+            strcmp(key, "target") != 0) {
             return dg_error_set(err, DG_BAD_REQUEST,
-                                "unknown field \"%.40s\" (db, sql, timeout_ms)", key);
+                                "unknown field \"%.40s\" (db, sql, timeout_ms, target)", key);
         }
     }
     json_t *jdb = json_object_get(*root, "db");
@@ -150,6 +152,14 @@ static dg_rc_t parse_job(dg_server_t *s, const dg_http_req_t *r, char db[65], co
     if (jt && (!json_is_integer(jt) || json_integer_value(jt) <= 0)) {
         return dg_error_set(err, DG_BAD_REQUEST, "timeout_ms must be a positive integer");
     }
+    json_t *jtarget = json_object_get(*root, "target");
+    const char *target = jtarget ? json_string_value(jtarget) : "served";
+    if (!target || (strcmp(target, "served") != 0 && strcmp(target, "next") != 0)) {
+        return dg_error_set(err, DG_BAD_REQUEST,
+                            "target must be \"served\" (the served file) or \"next\" (its "
+                            "staging copy)");
+    }
+    *is_staging = strcmp(target, "next") == 0;
     *sql = json_string_value(jsql);
     *sql_len = json_string_length(jsql);
     *timeout_ms = jt ? admin_timeout((int64_t)json_integer_value(jt)) : 0;
@@ -162,10 +172,11 @@ static void submit_job(dg_server_t *s, dg_http_req_t *r)
     const char *sql = NULL;
     size_t sql_len = 0;
     int64_t timeout_ms = 0;
+    bool is_staging = false;
     json_t *root = NULL;
     dg_error_t err;
     dg_error_clear(&err);
-    dg_rc_t rc = parse_job(s, r, db, &sql, &sql_len, &timeout_ms, &root, &err);
+    dg_rc_t rc = parse_job(s, r, db, &sql, &sql_len, &timeout_ms, &is_staging, &root, &err);
     dg_auth_result_t who;
     if (rc != DG_OK) {
         json_decref(root);
@@ -178,16 +189,25 @@ static void submit_job(dg_server_t *s, dg_http_req_t *r)
         json_decref(root);
         return;
     }
+    if (is_staging) {
+        rc = dg_server__staging_check(s, dg_server__db_index(s, db, strlen(db)), &err);
+        if (rc != DG_OK) {
+            json_decref(root);
+            dg_http_respond_error(r, rc, err.msg, r->id, 0);
+            return;
+        }
+    }
     char id[40];
     json_t *o = NULL;
-    rc = dg_jobs_submit(s->jobs, db, sql, sql_len, timeout_ms, r->principal, id, &o, &err);
+    rc = dg_jobs_submit(s->jobs, db, is_staging, sql, sql_len, timeout_ms, r->principal, id, &o,
+                        &err);
     json_decref(root);
     if (rc != DG_OK) {
         dg_http_respond_error(r, rc, err.msg, r->id, rc == DG_OVERLOADED ? 5 : 0);
         return;
     }
-    dg_log(DG_LOG_INFO, "admin", r->id, "job submitted id=%s principal=%s db=%s", id, r->principal,
-           db);
+    dg_log(DG_LOG_INFO, "admin", r->id, "job submitted id=%s principal=%s db=%s target=%s", id,
+           r->principal, db, is_staging ? "next" : "served");
     char loc[80];
     snprintf(loc, sizeof loc, "/api/admin/jobs/%s", id);
     dg_http_header_t h[1] = {{"Location", loc}};

@@ -33,6 +33,8 @@ static const struct {
     {"/api/admin/jobs/{id}", DG_HTTP_GET, "State and progress of an admin job"},
     {"/api/admin/jobs/{id}", DG_HTTP_DELETE, "Cancel an admin job"},
     {"/api/admin/reload/{db}", DG_HTTP_POST, "Swap in a rebuilt database file"},
+    {"/api/admin/stage/{db}", DG_HTTP_POST, "Make a staging copy for jobs with target next"},
+    {"/api/admin/stage/{db}", DG_HTTP_DELETE, "Discard the staging copy"},
     {"/api/admin/queries", DG_HTTP_GET, "Recent query log entries"},
     {"/api/admin/query/" DG_SERVER_QLOG_DB, DG_HTTP_POST, "SQL on the query log (admin)"},
     {"/api/admin/import/{db}", DG_HTTP_POST, "Import files into a read-write database (admin)"},

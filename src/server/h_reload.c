@@ -18,7 +18,8 @@
  * reflects a file renamed in by another process.
  *
  * Answer: {"db":..,"version":N,"swapped":bool,"engines_refreshed":K}. Errors: 404 UNKNOWN_DB,
- * 400 for a read-write database, 422 BAD_SNAPSHOT (the engine's reason), 500 IO.
+ * 400 for a read-write database, 409 STAGING_BUSY while a job writes the `.next` file (jobs with
+ * "target":"next", h_stage.c), 422 BAD_SNAPSHOT (the engine's reason), 500 IO.
  * Threads: the request's connection thread; reloads of one database are serialised. */
 #include <jansson.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 
 #include "core/dgtime.h"
 #include "core/log.h"
+#include "server/jobs.h"
 #include "server/server_int.h"
 #include "server/swap.h"
 
@@ -128,16 +130,24 @@ static void respond_ok(dg_http_req_t *r, dg_server_t *s, int idx, bool swapped, 
     dg_http_respond(r, 200, "application/json", body, (size_t)n, NULL, 0);
 }
 
+int dg_server__admin_db(dg_server_t *s, dg_http_req_t *r)
+{
+    if (!dg_server__admit(s, r, DG_ROLE_ADMIN, &r->match.cap[0], NULL)) {
+        return -1;
+    }
+    int idx = dg_server__db_index(s, r->match.cap[0].p, r->match.cap[0].len);
+    if (idx < 0) {
+        dg_http_respond_error(r, DG_UNKNOWN_DB, NULL, r->id, 0);
+    }
+    return idx;
+}
+
 void dg_server__h_reload(dg_http_req_t *r, void *ctx)
 {
     dg_server_t *s = ctx;
     const char *qid = r->id;
-    if (!dg_server__admit(s, r, DG_ROLE_ADMIN, &r->match.cap[0], NULL)) {
-        return;
-    }
-    int idx = dg_server__db_index(s, r->match.cap[0].p, r->match.cap[0].len);
+    int idx = dg_server__admin_db(s, r);
     if (idx < 0) {
-        dg_http_respond_error(r, DG_UNKNOWN_DB, NULL, qid, 0);
         return;
     }
     const char *name = s->dbs[idx].name;
@@ -159,6 +169,12 @@ void dg_server__h_reload(dg_http_req_t *r, void *ctx)
     dg_rc_t rc = check && refresh ? DG_OK : DG_NOMEM;
 
     dg_server__swap_lock(s->swap, idx);
+    /* A staging job holds the .next file open read-write: refused (409 STAGING_BUSY). */
+    bool is_reserved = false;
+    if (rc == DG_OK) {
+        rc = dg_jobs_stage_begin(s->jobs, idx, &err);
+        is_reserved = rc == DG_OK;
+    }
     if (rc == DG_OK) {
         rc = dg_server__swap_prepare(s->swap, idx, &exists, &next, &err);
     }
@@ -182,6 +198,9 @@ void dg_server__h_reload(dg_http_req_t *r, void *ctx)
         for (int i = 0; i < s->cfg->engines; i++) {
             refreshed += refresh_engine(s, i, refresh, qid) ? 1 : 0;
         }
+    }
+    if (is_reserved) {
+        dg_jobs_stage_end(s->jobs, idx);
     }
     dg_server__swap_unlock(s->swap, idx);
     free(check);

@@ -43,7 +43,9 @@ typedef struct job {
     struct job *qnext; /* in the queue while QUEUED */
     char id[40];
     char db[65];
-    int engine; /* dg_server__engine_for_db */
+    int engine;      /* dg_server__engine_for_db */
+    int db_idx;      /* in s->dbs */
+    bool is_staging; /* "target":"next": runs on the staging copy <db>.duckdb.next */
     char *sql;
     int64_t timeout_ms;
     char principal[48]; /* the submitter, for the job's JSON and its query log row */
@@ -51,6 +53,8 @@ typedef struct job {
     job_state_t state;
     double progress; /* 0..100, < 0 unknown */
     uint64_t rows;
+    uint64_t written; /* rows the last statement wrote (DuckDB's "Count"), when has_written */
+    bool has_written;
     int64_t created_unix_ms, finished_unix_ms;   /* wall clock, for people */
     int64_t created_ms, started_ms, finished_ms; /* monotonic: elapsed_ms, the log row */
     dg_rc_t err_rc;
@@ -69,6 +73,10 @@ struct dg_jobs {
     bool stopping;
     int n_workers;
     pthread_t *workers;
+    /* Per database (index as s->dbs): staging jobs running, and whether a stage or reload
+     * operation is replacing or swapping the staging copy (dg_jobs_stage_begin). */
+    int *staging_running;
+    bool *stage_op;
 };
 
 /* ---- helpers (under mu unless said otherwise) ---------------------------------------------- */
@@ -202,6 +210,9 @@ static json_t *job_json(const job_t *job)
     json_object_set_new(o, "state", json_string(state_names[job->state]));
     json_object_set_new(o, "progress", job->progress >= 0 ? json_real(job->progress) : json_null());
     json_object_set_new(o, "rows", json_integer((json_int_t)job->rows));
+    json_object_set_new(o, "rows_written",
+                        job->has_written ? json_integer((json_int_t)job->written) : json_null());
+    json_object_set_new(o, "target", json_string(job->is_staging ? "next" : "served"));
     json_object_set_new(o, "elapsed_ms", json_integer(elapsed));
     json_object_set_new(o, "error", err);
     json_object_set_new(o, "created", iso_time(job->created_unix_ms));
@@ -306,8 +317,13 @@ static void apply_last(outcome_t *o, job_t *job, dg_frame_type_t type, const dg_
     json_t *x = json_loadb(b->p ? b->p : "", b->len, 0, NULL);
     o->changes = o->changes || has_changes(b);
     if (type == DG_FRAME_END) {
+        json_t *w = json_object_get(x, "written");
         pthread_mutex_lock(&j->mu);
         job->rows = (uint64_t)json_integer_value(json_object_get(x, "rows"));
+        if (json_is_integer(w)) {
+            job->written = (uint64_t)json_integer_value(w);
+            job->has_written = true;
+        }
         pthread_mutex_unlock(&j->mu);
         set_outcome(o, JOB_DONE, DG_OK, NULL);
     } else {
@@ -334,6 +350,10 @@ static void run_one(dg_jobs_t *j, job_t *job, int watch_fd, outcome_t *o)
                             job->db, "sql", job->sql, strlen(job->sql), "timeout_ms",
                             (json_int_t)(job->timeout_ms > 0 ? job->timeout_ms : 0), "queue_ms",
                             (json_int_t)(dg_now_ms() - t0));
+    if (req && job->is_staging && json_object_set_new(req, "target", json_string("next")) != 0) {
+        json_decref(req);
+        req = NULL;
+    }
     text = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (!text) {
@@ -387,12 +407,25 @@ static void *worker_main(void *arg)
             j->q_tail = NULL;
         }
         job->qnext = NULL;
+        if (job->is_staging && (j->staging_running[job->db_idx] > 0 || j->stage_op[job->db_idx])) {
+            /* One writer per staging copy; a queued job never waits for another (a build
+             * client runs its steps one after the other). */
+            finish(j, job, JOB_FAILED, DG_STAGING_BUSY,
+                   j->stage_op[job->db_idx]
+                       ? "the staging copy is being replaced or swapped in; retry"
+                       : "another job is writing the staging copy of this database; staging "
+                         "jobs of one database run one at a time");
+            continue;
+        }
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, job->cancel_fd) != 0) {
             finish(j, job, JOB_FAILED, DG_INTERNAL, "cannot create the job's cancel channel");
             continue;
         }
         job->state = JOB_RUNNING;
         job->started_ms = dg_now_ms();
+        if (job->is_staging) {
+            j->staging_running[job->db_idx]++;
+        }
         if (j->stopping) {
             cancel_locked(j, job);
         }
@@ -402,7 +435,7 @@ static void *worker_main(void *arg)
         DG_LOGI(MOD, "job started id=%s db=%s", job->id, job->db);
         outcome_t o = {0};
         run_one(j, job, watch_fd, &o);
-        if (o.changes) {
+        if (o.changes && !job->is_staging) {
             /* A write job on a read-write database: cached answers from before it are stale. */
             dg_server__db_changed(j->s, dg_server__db_index(j->s, job->db, strlen(job->db)));
         }
@@ -415,6 +448,9 @@ static void *worker_main(void *arg)
         close(job->cancel_fd[0]);
         close(job->cancel_fd[1]);
         job->cancel_fd[0] = job->cancel_fd[1] = -1;
+        if (job->is_staging) {
+            j->staging_running[job->db_idx]--;
+        }
         finish(j, job, o.state, o.rc, o.msg);
         DG_LOGI(MOD, "job finished id=%s state=%s rows=%llu code=%s", job->id,
                 state_names[job->state], (unsigned long long)job->rows, dg_rc_name(o.rc));
@@ -431,7 +467,13 @@ dg_rc_t dg_jobs_new(dg_server_t *s, dg_jobs_t **out)
     *out = NULL;
     dg_jobs_t *j = calloc(1, sizeof *j);
     int n = s->cfg->max_jobs > 0 ? s->cfg->max_jobs : 1;
-    if (!j || !(j->workers = calloc((size_t)n, sizeof *j->workers))) {
+    if (!j || !(j->workers = calloc((size_t)n, sizeof *j->workers)) ||
+        !(j->staging_running = calloc(s->n_dbs + 1, sizeof *j->staging_running)) ||
+        !(j->stage_op = calloc(s->n_dbs + 1, sizeof *j->stage_op))) {
+        if (j) {
+            free(j->workers);
+            free(j->staging_running);
+        }
         free(j);
         return DG_NOMEM;
     }
@@ -484,10 +526,12 @@ void dg_jobs_free(dg_jobs_t *j)
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
     free(j->workers);
+    free(j->staging_running);
+    free(j->stage_op);
     free(j);
 }
 
-dg_rc_t dg_jobs_submit(dg_jobs_t *j, const char *db, const char *sql, size_t len,
+dg_rc_t dg_jobs_submit(dg_jobs_t *j, const char *db, bool is_staging, const char *sql, size_t len,
                        int64_t timeout_ms, const char *principal, char out_id[40],
                        json_t **out_json, dg_error_t *err)
 {
@@ -509,7 +553,13 @@ dg_rc_t dg_jobs_submit(dg_jobs_t *j, const char *db, const char *sql, size_t len
     snprintf(job->principal, sizeof job->principal, "%s", principal ? principal : "");
     /* Only the admin gate leads here (h_admin.c): the submitter's role is admin. */
     job->role = dg_auth_role_name(DG_ROLE_ADMIN);
-    job->engine = dg_server__engine_for_db(j->s, db);
+    job->engine = is_staging ? -1 : dg_server__engine_for_db(j->s, db);
+    job->is_staging = is_staging;
+    job->db_idx = dg_server__db_index(j->s, db, strlen(db));
+    if (job->db_idx < 0) {
+        job_free(job);
+        return dg_error_set(err, DG_UNKNOWN_DB, "unknown database '%.64s'", db);
+    }
     job->timeout_ms = timeout_ms;
     job->progress = -1;
     job->created_unix_ms = unix_ms();
@@ -603,4 +653,30 @@ dg_rc_t dg_jobs_cancel(dg_jobs_t *j, const char *id, size_t id_len, const dg_aut
     *out = job_json(job);
     pthread_mutex_unlock(&j->mu);
     return *out ? DG_OK : DG_NOMEM;
+}
+
+dg_rc_t dg_jobs_stage_begin(dg_jobs_t *j, int idx, dg_error_t *err)
+{
+    dg_rc_t rc = DG_OK;
+    pthread_mutex_lock(&j->mu);
+    if (j->staging_running[idx] > 0) {
+        rc = dg_error_set(err, DG_STAGING_BUSY,
+                          "a job is writing the staging copy of %s; wait for it or cancel it",
+                          j->s->dbs[idx].name);
+    } else if (j->stage_op[idx]) {
+        rc = dg_error_set(err, DG_STAGING_BUSY,
+                          "the staging copy of %s is being replaced or swapped in; retry",
+                          j->s->dbs[idx].name);
+    } else {
+        j->stage_op[idx] = true;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+}
+
+void dg_jobs_stage_end(dg_jobs_t *j, int idx)
+{
+    pthread_mutex_lock(&j->mu);
+    j->stage_op[idx] = false;
+    pthread_mutex_unlock(&j->mu);
 }

@@ -16,6 +16,7 @@
 #define DG_SERVER_JOBS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,14 +41,17 @@ void dg_jobs_cancel_all(dg_jobs_t *j);
 void dg_jobs_free(dg_jobs_t *j);
 
 /* Queues a job running sql (len bytes, trusted, several statements allowed) on database db
- * (a served name). timeout_ms <= 0: no deadline. principal (copied) is the submitting
- * request's r->principal; only admins submit jobs, so the job's role is admin. When the job
- * ends (done, failed or cancelled) it is recorded in the query log as a row of kind "job"
- * whose request id is the job id (docs/observability.md "Query log"). out_id receives its id (NUL-terminated) and
- * *out_json (new reference, NULL on DG_NOMEM) the job as queued (a fast job may be done before
- * the caller could ask). DG_OVERLOADED when DG_JOBS_MAX_KEPT jobs are all unfinished,
+ * (a served name), or on its staging copy `<db>.duckdb.next` when is_staging ("target":"next",
+ * any engine; it fails with DG_STAGING_BUSY when it would start while another staging job of db
+ * runs or a stage/reload operation holds db, see dg_jobs_stage_begin). timeout_ms <= 0: no
+ * deadline. principal (copied) is the submitting request's r->principal; only admins submit
+ * jobs, so the job's role is admin. When the job ends (done, failed or cancelled) it is
+ * recorded in the query log as a row of kind "job" whose request id is the job id
+ * (docs/observability.md "Query log"). out_id receives its id (NUL-terminated) and *out_json
+ * (new reference, NULL on DG_NOMEM) the job as queued (a fast job may be done before the caller
+ * could ask). DG_UNKNOWN_DB, DG_OVERLOADED when DG_JOBS_MAX_KEPT jobs are all unfinished,
  * DG_DRAINING, DG_NOMEM. */
-dg_rc_t dg_jobs_submit(dg_jobs_t *j, const char *db, const char *sql, size_t len,
+dg_rc_t dg_jobs_submit(dg_jobs_t *j, const char *db, bool is_staging, const char *sql, size_t len,
                        int64_t timeout_ms, const char *principal, char out_id[40],
                        json_t **out_json, dg_error_t *err);
 /* The job as a JSON object (new reference; see docs/admin.md for the fields), or NULL when no
@@ -60,5 +64,13 @@ json_t *dg_jobs_list(dg_jobs_t *j, const dg_auth_result_t *who);
  * DG_NOT_FOUND when there is no such job (or who may not see it), DG_NOMEM. */
 dg_rc_t dg_jobs_cancel(dg_jobs_t *j, const char *id, size_t id_len, const dg_auth_result_t *who,
                        json_t **out);
+
+/* Reserves the staging copy of database idx (index in s->dbs) for an operation that replaces,
+ * removes or renames it (POST/DELETE /api/admin/stage/{db}, a reload): while held, staging jobs
+ * of idx that start fail with DG_STAGING_BUSY. Refused with DG_STAGING_BUSY (message in err)
+ * while a staging job of idx runs or another operation holds it. Release with
+ * dg_jobs_stage_end. */
+dg_rc_t dg_jobs_stage_begin(dg_jobs_t *j, int idx, dg_error_t *err);
+void dg_jobs_stage_end(dg_jobs_t *j, int idx);
 
 #endif

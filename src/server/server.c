@@ -45,6 +45,8 @@ static const dg_http_route_t routes[] = {
     {"/api/query/{db}", DG_HTTP_M(DG_HTTP_GET) | DG_HTTP_M(DG_HTTP_POST), dg_server__h_query},
     {"/api/admin/queries", DG_HTTP_M(DG_HTTP_GET), dg_server__h_admin_queries},
     {"/api/admin/reload/{db}", DG_HTTP_M(DG_HTTP_POST), dg_server__h_reload},
+    {"/api/admin/stage/{db}", DG_HTTP_M(DG_HTTP_POST) | DG_HTTP_M(DG_HTTP_DELETE),
+     dg_server__h_stage},
     /* Before /api/admin/query/{db}: the first matching route wins. */
     {"/api/admin/query/" DG_SERVER_QLOG_DB, DG_HTTP_M(DG_HTTP_POST), dg_server__h_admin_qlog_sql},
     {"/api/admin/query/{db}", DG_HTTP_M(DG_HTTP_POST), dg_server__h_admin_query},

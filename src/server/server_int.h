@@ -152,6 +152,10 @@ void dg_server__run_on_slot_opts(dg_server_t *s, dg_http_req_t *r, const char *q
                                  int64_t timeout_ms, dg_format_t format,
                                  const dg_server_cache_opts_t *co);
 
+/* The database {db} (capture 0) of an admin route: admits the caller as admin and resolves the
+ * name. Returns its index, or -1 when the answer (401/403/404) was sent already. */
+int dg_server__admin_db(dg_server_t *s, dg_http_req_t *r);
+
 /* One request's cache state, from before the slot is leased until the response is freed.
  * Confined to the request's connection thread. */
 typedef struct dg_server_cache_req dg_server_cache_req_t;
@@ -189,6 +193,13 @@ void dg_server__h_cache(dg_http_req_t *r, void *ctx);
 void dg_server__h_admin_query(dg_http_req_t *r, void *ctx);
 void dg_server__h_admin_jobs(dg_http_req_t *r, void *ctx);
 void dg_server__h_admin_job(dg_http_req_t *r, void *ctx);
+/* POST|DELETE /api/admin/stage/{db} (h_stage.c): makes or discards the staging copy
+ * <db>.duckdb.next that jobs with "target":"next" write and reload swaps in. */
+void dg_server__h_stage(dg_http_req_t *r, void *ctx);
+/* Whether jobs may target the staging copy of database idx (-1: unknown): DG_OK when it
+ * exists; DG_UNKNOWN_DB, DG_BAD_REQUEST (a read-write database), DG_NO_STAGING (none: the
+ * message says to POST /api/admin/stage/{db} first), DG_IO. */
+dg_rc_t dg_server__staging_check(dg_server_t *s, int idx, dg_error_t *err);
 /* POST /api/admin/import/{db} (h_admin.c): a file of an import directory into a table. */
 void dg_server__h_admin_import(dg_http_req_t *r, void *ctx);
 /* The engine that must serve requests for database db (h_admin.c): DG_ENGINES_RW_OWNER for a

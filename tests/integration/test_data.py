@@ -262,8 +262,9 @@ def test_build_usage_errors(binary, tmp_path, fixture_db):
     (empty / "notes.sql").write_text("SELECT 1")  # not NN_name.sql: not a step
     p = run(binary, "build", fixture_db, str(empty))
     assert p.returncode == 1 and b"has no NN_name.sql steps" in p.stderr
-    p = run(binary, "build", "--remote", "http://127.0.0.1:1", fixture_db, PIPELINE)
-    assert p.returncode == 2 and b"--remote is not available yet" in p.stderr
+    # Remote builds (test_remote_build.py): an unreachable server is a run-time failure.
+    p = run(binary, "build", "--remote", "http://127.0.0.1:1", "imdb", PIPELINE)
+    assert p.returncode == 1 and b"cannot reach http://127.0.0.1:1" in p.stderr
     # A build already running on the file (it holds an flock on it): refused, file untouched.
     db = str(tmp_path / "locked.duckdb")
     shutil.copy(fixture_db, db)

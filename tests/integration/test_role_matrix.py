@@ -57,6 +57,9 @@ ROUTES = [
     ("POST", "/api/admin/reload/main", None, ADMIN_ONLY),
     ("POST", "/api/admin/query/_query_log", {"sql": "SELECT 1"}, ADMIN_GATE),
     ("POST", "/api/admin/import/main", {}, ADMIN_GATE),
+    # The staging copy (made, then discarded: the reload above found none to swap in).
+    ("POST", "/api/admin/stage/main", None, ADMIN_ONLY),
+    ("DELETE", "/api/admin/stage/main", None, ADMIN_ONLY),
 ]
 
 NAMED = {

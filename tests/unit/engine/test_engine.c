@@ -606,13 +606,13 @@ static void test_engine_crash(void **state)
     par_t q[4];
     pthread_t th[4];
     /* Four slots: the pool spreads them over both engines (most free slots first), two each.
-     * The query runs for about a second, so all four are in flight when engine 0 dies. */
+     * The query runs for seconds, so all four are in flight when engine 0 dies. */
     for (int i = 0; i < 4; i++) {
         memset(&q[i], 0, sizeof q[i]);
         q[i].f = &f;
         assert_int_equal(dg_engines_acquire(f.p, -1, &q[i].s, NULL), DG_OK);
         dg_buf_init(&q[i].a.body, 0);
-        char *req = req_json("sql", "SELECT count(*) FROM range(400000000)", "json", 20000, 0);
+        char *req = req_json("sql", "SELECT count(*) FROM range(2000000000)", "json", 20000, 0);
         assert_int_equal(dg_slot_send(q[i].s, req, strlen(req), dg_now_ms() + 20000), DG_OK);
         free(req);
     }
