@@ -9,15 +9,18 @@
 -- @param genre VARCHAR default=NULL one_of=Action|Adult|Adventure|Animation|Biography|Comedy|Crime|Documentary|Drama|Family|Fantasy|Film-Noir|Game-Show|History|Horror|Music|Musical|Mystery|News|Reality-TV|Romance|Sci-Fi|Short|Sport|Talk-Show|Thriller|War|Western
 -- @param min_votes INTEGER default=0 min=0 max=100000000
 -- @param smart BOOLEAN default=false
--- Like search_people: unfiltered prefixes of 1-4 characters read title_prefix_top, everything
--- else one range of search_titles (sorted by name_norm).
+-- Like search_people: prefixes of 1-4 characters without an era or genre filter read
+-- title_prefix_top, everything else one range of search_titles (sorted by name_norm). A minimum
+-- of votes is served by the tops too: they hold the prefix's 100 most voted titles, so the
+-- titles with at least min_votes among them are either `limit` or more, or all there are.
 WITH top AS (
     SELECT tconst, primaryTitle, titleType, startYear, genres, averageRating, numVotes
     FROM title_prefix_top
     WHERE prefix = regexp_replace(lower(strip_accents($q)), '[^a-z0-9]', '', 'g')
       AND smart_only = $smart
       AND length(regexp_replace(lower(strip_accents($q)), '[^a-z0-9]', '', 'g')) BETWEEN 1 AND 4
-      AND $era IS NULL AND $genre IS NULL AND $min_votes <= 0
+      AND $era IS NULL AND $genre IS NULL
+      AND numVotes >= $min_votes
       AND rank <= $limit
 ),
 -- Top-N of the range first, then one row per title (see search_people).
@@ -26,7 +29,7 @@ scan AS (
     FROM (
         SELECT * FROM search_titles
         WHERE name_norm >= regexp_replace(lower(strip_accents($q)), '[^a-z0-9]', '', 'g') AND name_norm < regexp_replace(lower(strip_accents($q)), '[^a-z0-9]', '', 'g') || '~'
-          AND (length(regexp_replace(lower(strip_accents($q)), '[^a-z0-9]', '', 'g')) > 4 OR $era IS NOT NULL OR $genre IS NOT NULL OR $min_votes > 0)
+          AND (length(regexp_replace(lower(strip_accents($q)), '[^a-z0-9]', '', 'g')) > 4 OR $era IS NOT NULL OR $genre IS NOT NULL)
           AND regexp_replace(lower(strip_accents($q)), '[^a-z0-9]', '', 'g') <> ''
           AND ($era IS NULL OR era = $era)
           AND ($genre IS NULL OR list_contains(genre_list, $genre))
