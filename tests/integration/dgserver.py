@@ -521,3 +521,15 @@ def post_request_bytes(db, body, extra_headers=""):
     head = ("POST /api/query/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             "Content-Length: %d\r\nConnection: close\r\n%s\r\n" % (db, len(b), extra_headers))
     return head.encode() + b
+
+
+def add_key(binary, path, role, *extra):
+    """`duckgate keys add --file path --role role [extra...]` without the caller's DUCKGATE_*
+    environment; returns the new key (printed once)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCKGATE_")}
+    p = subprocess.run([binary, "keys", "add", "--file", path, "--role", role] + list(extra),
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    key = p.stdout.strip()
+    assert key.startswith("dgk_"), p.stdout
+    return key

@@ -14,21 +14,13 @@ import time
 
 import pytest
 
-from dgserver import ENDLESS_SQL, assert_error, assert_ok, pid_alive
+from dgserver import ENDLESS_SQL, add_key, assert_error, assert_ok, pid_alive
 
 RW_DB_SQL = """
 CREATE TABLE items (id INTEGER, name VARCHAR);
 INSERT INTO items VALUES (1, 'one'), (2, 'two');
 CHECKPOINT;
 """
-
-
-def add_key(binary, path, role, *extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCKGATE_")}
-    p = subprocess.run([binary, "keys", "add", "--file", path, "--role", role] + list(extra),
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return p.stdout.strip()
 
 
 def hdr(key):

@@ -10,13 +10,12 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 
 import pytest
 
 import dgserver
-from dgserver import assert_error
+from dgserver import add_key, assert_error
 
 RW_SQL = """
 CREATE TABLE items (id INTEGER, name VARCHAR);
@@ -27,14 +26,6 @@ CHECKPOINT;
 
 def swap_sql(v):
     return "CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (%d); CHECKPOINT;" % v
-
-
-def add_key(binary, path, role, *extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCKGATE_")}
-    p = subprocess.run([binary, "keys", "add", "--file", path, "--role", role] + list(extra),
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return p.stdout.strip()
 
 
 # Named queries (docs/named-queries.md) the cache must handle like raw SQL.

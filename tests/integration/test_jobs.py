@@ -7,12 +7,11 @@ import json
 import os
 import re
 import socket
-import subprocess
 import time
 
 import pytest
 
-from dgserver import ENDLESS_SQL, assert_error, assert_ok
+from dgserver import ENDLESS_SQL, add_key, assert_error, assert_ok
 
 RW_DB_SQL = """
 CREATE TABLE items (id INTEGER, name VARCHAR);
@@ -22,14 +21,6 @@ CHECKPOINT;
 
 MAX_JOBS = 2
 FINAL = ("done", "failed", "cancelled")
-
-
-def add_key(binary, path, role):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCKGATE_")}
-    p = subprocess.run([binary, "keys", "add", "--file", path, "--role", role],
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return p.stdout.strip()
 
 
 def start_jobs_server(make_server, binary, fixtures):

@@ -18,7 +18,7 @@ import urllib.parse
 import pytest
 import requests
 
-from dgserver import assert_error, assert_ok
+from dgserver import add_key, assert_error, assert_ok
 from duckdb_reader import DuckDB
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -319,14 +319,6 @@ def test_format_by_accept(srv):
 
 # --------------------------------------------------------------------------------------------
 # Roles
-
-
-def add_key(binary, path, role):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCKGATE_")}
-    p = subprocess.run([binary, "keys", "add", "--file", path, "--role", role],
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return p.stdout.strip()
 
 
 def test_roles(make_server, binary):

@@ -19,23 +19,12 @@ import time
 import pytest
 
 import dgserver
-from dgserver import assert_error
+from dgserver import add_key, assert_error
 
 PARAM_SENTINEL = "PARAM-SENTINEL-51d2e7c4"
 NAMED_SENTINEL = "NAMED-SENTINEL-0b9f33aa"
 JWT_SENTINEL = ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJKV1QtU0VOVElORUwtN2E2MSJ9."
                 "JWTSENTINELsig7a61")
-
-
-def add_key(binary, path, role, *extra):
-    """`duckgate keys add` into path; returns the new key (printed once)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCKGATE_")}
-    p = subprocess.run([binary, "keys", "add", "--file", path, "--role", role] + list(extra),
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert p.returncode == 0, p.stderr
-    key = p.stdout.strip()
-    assert key.startswith("dgk_"), p.stdout
-    return key
 
 
 def make_log_server(make_server, binary, extra=(), engines=2, more_keys=None):

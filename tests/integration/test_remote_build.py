@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from dgserver import ENDLESS_SQL, assert_error
+from dgserver import ENDLESS_SQL, add_key, assert_error
 
 DB = "rbuild"
 BASE_SQL = """
@@ -36,14 +36,6 @@ BAD = {
     "02_broken.sql": "SELECT no_such_column FROM base;\n",
     "03_after.sql": "CREATE OR REPLACE TABLE not_reached AS SELECT 1 AS x;\n",
 }
-
-
-def add_key(binary, path, role):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCKGATE_")}
-    p = subprocess.run([binary, "keys", "add", "--file", path, "--role", role], env=env,
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return p.stdout.strip()
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ half-written or symlinked `.next` is refused while the old data keeps serving.""
 
 import json
 import os
-import subprocess
 import threading
 import time
 
 import pytest
 
 import dgserver
-from dgserver import assert_error
+from dgserver import add_key, assert_error
 
 DB = "swap"
 
@@ -22,14 +21,6 @@ def table_sql(v, rows=1000):
     """A database whose table t holds `rows` rows, all with value v."""
     return ("CREATE TABLE t (v INTEGER, pad VARCHAR);"
             "INSERT INTO t SELECT %d, 'row ' || i FROM range(%d) r(i); CHECKPOINT;" % (v, rows))
-
-
-def add_key(binary, path, role):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCKGATE_")}
-    p = subprocess.run([binary, "keys", "add", "--file", path, "--role", role], env=env,
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return p.stdout.strip()
 
 
 @pytest.fixture(scope="module")
