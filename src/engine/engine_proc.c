@@ -244,20 +244,28 @@ static dg_rc_t send_head(eslot_t *s, const char *content_type, const char *encod
     return rc;
 }
 
-static void send_end(eslot_t *s, uint64_t rows, uint64_t bytes, bool truncated, const timings_t *t)
+/* END with the request's counts and timings; extra (NULL or ",\"key\":value...") is appended to
+ * the object. */
+static void send_end_with(eslot_t *s, uint64_t rows, uint64_t bytes, bool truncated,
+                          const timings_t *t, const char *extra)
 {
     char end[512];
     int n = snprintf(end, sizeof end,
                      "{\"rows\":%llu,\"bytes\":%llu,\"truncated\":%s,\"queue_ms\":%.3f,"
-                     "\"execute_ms\":%.3f,\"encode_ms\":%.3f,\"compress_ms\":%.3f%s%s}",
+                     "\"execute_ms\":%.3f,\"encode_ms\":%.3f,\"compress_ms\":%.3f%s%s%s}",
                      (unsigned long long)rows, (unsigned long long)bytes,
                      truncated ? "true" : "false", t->queue_ms, t->execute_ms, t->encode_ms,
                      t->compress_ms, s->changes ? ",\"changes\":true" : "",
-                     s->is_deterministic ? ",\"deterministic\":true" : "");
+                     s->is_deterministic ? ",\"deterministic\":true" : "", extra ? extra : "");
     slot_set_idle(s);
     if (n > 0 && (size_t)n < sizeof end) {
         send_frame(s, DG_FRAME_END, end, (size_t)n);
     }
+}
+
+static void send_end(eslot_t *s, uint64_t rows, uint64_t bytes, bool truncated, const timings_t *t)
+{
+    send_end_with(s, rows, bytes, truncated, t, NULL);
 }
 
 /* ---- cursor publication (slot thread side) ----------------------------------------------- */
@@ -1227,21 +1235,11 @@ static dg_rc_t job_exec(eslot_t *s, const req_t *r, dg_db_t *db, job_run_t *j, t
 static void job_end(eslot_t *s, dg_rc_t rc, const job_run_t *j, const timings_t *t, dg_error_t *err)
 {
     if (rc == DG_OK) {
-        char end[512];
-        int n = snprintf(end, sizeof end,
-                         "{\"rows\":%llu,\"bytes\":0,\"truncated\":false,\"queue_ms\":%.3f,"
-                         "\"execute_ms\":%.3f%s",
-                         (unsigned long long)j->rows, t->queue_ms, t->execute_ms,
-                         s->changes ? ",\"changes\":true" : "");
-        if (n > 0 && (size_t)n < sizeof end && j->has_written) {
-            n += snprintf(end + n, sizeof end - (size_t)n, ",\"written\":%llu",
-                          (unsigned long long)j->written);
+        char written[48] = "";
+        if (j->has_written) {
+            snprintf(written, sizeof written, ",\"written\":%llu", (unsigned long long)j->written);
         }
-        slot_set_idle(s);
-        if (n > 0 && (size_t)n + 1 < sizeof end) {
-            end[n++] = '}';
-            send_frame(s, DG_FRAME_END, end, (size_t)n);
-        }
+        send_end_with(s, j->rows, 0, false, t, written);
     } else if (slot_peer_gone(s)) {
         slot_set_idle(s);
     } else {
