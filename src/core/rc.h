@@ -48,7 +48,10 @@
     X(TOO_MANY_CONCURRENT, 36, 429, "too many queries running at once for this caller")            \
     X(INVALID_PARAMS, 37, 422, "invalid parameters for the named query")                           \
     X(NO_STAGING, 38, 409, "the database has no staging copy; POST /api/admin/stage/{db} first")   \
-    X(STAGING_BUSY, 39, 409, "a job is writing the staging copy of the database")
+    X(STAGING_BUSY, 39, 409, "a job is writing the staging copy of the database")                  \
+    X(TOO_MANY_HEADERS, 40, 431, "the request has too many header fields")                         \
+    X(REQUEST_TIMEOUT, 41, 408, "the request did not arrive in time")                              \
+    X(PRECONDITION_FAILED, 42, 412, "a precondition of the request does not hold")
 
 typedef enum {
 #define DG_RC_ENUM(name, num, http, msg) DG_##name = num,

@@ -15,9 +15,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "codec/codec.h"
 #include "core/buf.h"
 #include "core/rc.h"
-#include "codec/codec.h"
 #include "core/str.h"
 #include "enc/enc.h"
 
@@ -217,7 +217,12 @@ void dg_http_drop(dg_http_req_t *r);
 typedef struct dg_http dg_http_t;
 
 /* Access log formats (one line per request, written when the request is complete). */
-typedef enum { DG_HTTP_LOG_OFF = 0, DG_HTTP_LOG_TEXT, DG_HTTP_LOG_JSON } dg_http_log_fmt_t;
+typedef enum {
+    DG_HTTP_LOG_OFF = 0,
+    DG_HTTP_LOG_TEXT,
+    DG_HTTP_LOG_JSON,
+    DG_HTTP_LOG_COMBINED, /* Apache/NCSA combined, plus the request id */
+} dg_http_log_fmt_t;
 
 /* Called once per request when it is complete (after the body was sent or the connection
  * dropped), on the connection's thread: status is the answered status (499 when none was sent),
@@ -231,16 +236,20 @@ typedef struct dg_http_opts {
     const dg_http_route_t *routes; /* borrowed; must outlive the daemon */
     size_t n_routes;
     void *ctx;                       /* passed to handlers */
-    unsigned idle_timeout_s;         /* idle connection timeout; 0 = 60 */
+    unsigned idle_timeout_s;         /* idle connection timeout, and the longest a response
+                                        block may wait for the client to take it; 0 = 60 */
     unsigned max_connections;        /* 0 = 1024 */
     dg_http_complete_fn on_complete; /* may be NULL; gets ctx */
     dg_http_log_fmt_t access_log;    /* DG_HTTP_LOG_OFF (0) = no access log */
     int access_log_fd;               /* where access lines go when access_log is on */
-    bool trust_request_id;           /* reuse a well-formed client X-Request-Id */
+    bool trust_request_id;           /* reuse a well-formed client X-Request-Id when the TCP
+                                        peer is in trusted_proxies */
+    const char *trusted_proxies;     /* comma-separated CIDRs; NULL/"" = none; parsed at start */
     unsigned max_headers;            /* header fields per request, more get 431; 0 = 100 */
     uint64_t max_header_bytes;       /* names + values + 4 per field, more get 431; 0 = 64 KiB */
     uint64_t max_url_bytes;          /* request target bytes, more get 414; 0 = 64 KiB */
     unsigned header_timeout_s;       /* a request head must arrive within it; 0 = 10 */
+    unsigned request_timeout_s;      /* head + body must arrive within it; 0 = 60 */
     unsigned connection_max_s;       /* older connections close after a response; 0 = none */
     const char *cors_origins;        /* comma list, `*`, or NULL/"off" = no CORS; copied */
     bool cors_credentials;           /* Access-Control-Allow-Credentials: true */
@@ -248,7 +257,7 @@ typedef struct dg_http_opts {
 
 /* Binds the listen address and starts serving. Logs `listening on http://HOST:PORT` with the
  * bound port. DG_IO (bind/listen failed; message names the address), DG_CONFIG (bad listen
- * syntax), DG_NOMEM, DG_INTERNAL (libmicrohttpd refused). */
+ * syntax or trusted_proxies), DG_NOMEM, DG_INTERNAL (libmicrohttpd refused). */
 dg_rc_t dg_http_start(const dg_http_opts_t *opts, dg_http_t **out, dg_error_t *err);
 /* The bound port. */
 int dg_http_port(const dg_http_t *h);

@@ -12,12 +12,19 @@
  * with an offset into their own buffer and the pool limit is raised.
  *
  * Connection limits: libmicrohttpd enforces max_connections (it closes further connections
- * at once) and the idle timeout; it has no deadline for a request head that trickles in a
- * byte at a time (slowloris) nor for a connection's total age. A watchdog thread does both:
- * every connection's socket context sits in a list with its accept time and the time its
- * current head started; a head older than header_timeout_s, or an idle connection older than
- * connection_max_s, gets shutdown(2), which makes the connection's thread see EOF and close
- * it. A busy connection older than connection_max_s is answered with `Connection: close`.
+ * at once) and the idle timeout; it has no deadline for a request head or body that trickles
+ * in a byte at a time (slowloris, slow POST), for a client that takes a response a few bytes
+ * at a time, nor for a connection's total age. A watchdog thread does all four: every
+ * connection's socket context sits in a list with its accept time, the time its current head
+ * started, the time its current request started (until the body is in) and the time the
+ * current response block was handed to libmicrohttpd (until the client took it). A head older
+ * than header_timeout_s or a request older than request_timeout_s is answered 408
+ * REQUEST_TIMEOUT, written by the watchdog straight to the socket (nothing of a response has
+ * been sent then: the watchdog and the connection's thread claim the request with one CAS,
+ * see claim_request); a response block not taken within the idle timeout (client_timeout_s),
+ * or an idle connection older than connection_max_s, is cut. Each gets shutdown(2), which makes
+ * the connection's thread see EOF and close it (and so free the stream and its engine slot).
+ * A busy connection older than connection_max_s is answered with `Connection: close`.
  *
  * CORS: preflights (OPTIONS + Origin + Access-Control-Request-Method on an /api route) are
  * answered here, before any handler (and so before authentication, as browsers send them
@@ -46,6 +53,7 @@
 #include "core/ioutil.h"
 #include "core/log.h"
 #include "http/http.h"
+#include "limit/limit.h"
 
 /* Per-connection MHD memory pool: it holds the request head and bounds the room MHD offers a
  * stream reader (DESIGN §11). MHD 0.9.75 zeroes the whole pool after every request, so each
@@ -58,9 +66,10 @@
 #define MAX_DISCARD (16u * 1024u * 1024u) /* body bytes swallowed after 413 before closing */
 #define WATCHDOG_TICK_MS 200              /* resolution of header_timeout_s/connection_max_s */
 #define WATCHDOG_STALL_MS 1000            /* a tick this late means the process was not running */
+#define CUT ((long long)-1) /* a head/request deadline the watchdog claimed (answered 408) */
 
 /* Answers to an allowed preflight (DESIGN §7; docs/security.md "CORS"). */
-#define CORS_ALLOW_METHODS "GET, POST"
+#define CORS_ALLOW_METHODS "GET, HEAD, POST, DELETE"
 #define CORS_ALLOW_HEADERS "Content-Type, Authorization, X-API-Key, Accept, Accept-Encoding"
 #define CORS_MAX_AGE "600"
 #define CORS_EXPOSE_HEADERS "X-Query-Id, X-Request-Id, Server-Timing"
@@ -74,8 +83,9 @@ struct dg_http {
     bool quiesced;
     dg_http_opts_t opts;
     atomic_uint inflight;
-    char *cors;        /* copy of opts.cors_origins; NULL = CORS off */
-    bool is_cors_star; /* cors holds a `*` entry */
+    char *cors;                 /* copy of opts.cors_origins; NULL = CORS off */
+    dg_limit_proxies_t proxies; /* opts.trusted_proxies, parsed */
+    bool is_cors_star;          /* cors holds a `*` entry */
     /* watchdog */
     pthread_mutex_t mu; /* guards conns, is_stopping */
     pthread_cond_t cv;
@@ -92,7 +102,13 @@ struct conn_ctx {
     size_t uri_len;
     int fd;
     atomic_llong accepted_ms;   /* monotonic; moved forward by a stall (forgive_stall) */
-    atomic_llong head_start_ms; /* a request head is arriving since then; 0 = none */
+    atomic_llong head_start_ms; /* a request head is arriving since then; 0 = none; CUT */
+    atomic_llong req_start_ms;  /* the current request's head and body are arriving since
+                                   then (its head start); 0 = none (body in, or answered); CUT */
+    atomic_llong send_wait_ms;  /* a response block waits for the client since then; 0 = none */
+    atomic_int cut_status;      /* 408 when the watchdog answered the current request */
+    char rid[65];               /* the current request's id, for the watchdog's 408; written
+                                   before req_start_ms is set */
     atomic_bool is_busy;        /* a request is being handled or answered */
     bool is_shut;               /* the watchdog shut the socket down (under mu) */
     conn_ctx *prev, *next;      /* under mu */
@@ -109,7 +125,9 @@ struct dg_http_conn_ {
     bool is_dropped;
     bool is_preflight; /* an allowed CORS preflight, answered 204 at the final call */
     int status;
-    int64_t start_us; /* monotonic arrival, for the access log and metrics */
+    uint64_t bytes_out; /* response body bytes handed to libmicrohttpd */
+    char version[16];   /* "HTTP/1.1", for the combined access log */
+    int64_t start_us;   /* monotonic arrival, for the access log and metrics */
     uint64_t discarded;
     dg_rc_t deferred_rc; /* error decided from the head, answered at the final call */
     char deferred_msg[160];
@@ -119,7 +137,17 @@ typedef struct stream_wrap {
     dg_http_stream_read_fn rd;
     dg_http_stream_free_fn fr;
     void *ctx;
+    struct dg_http_conn_ *c; /* the request; the reader only runs while it lives */
+    conn_ctx *cc;            /* its connection's socket context; may be NULL */
 } stream_wrap;
+
+/* A large complete body, sent in blocks through a reader so that the watchdog sees whether
+ * the client takes them (see stream_reader). */
+typedef struct body_wrap {
+    conn_ctx *cc; /* the connection's socket context; may be NULL */
+    size_t len;
+    char p[];
+} body_wrap;
 
 /* ---- logging ----------------------------------------------------------------------- */
 
@@ -151,6 +179,9 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
         long long now = dg_now_ms();
         atomic_init(&cc->accepted_ms, now);
         atomic_init(&cc->head_start_ms, now);
+        atomic_init(&cc->req_start_ms, 0);
+        atomic_init(&cc->send_wait_ms, 0);
+        atomic_init(&cc->cut_status, 0);
         atomic_init(&cc->is_busy, false);
         pthread_mutex_lock(&h->mu);
         cc->next = h->conns;
@@ -178,19 +209,67 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
     }
 }
 
+/* Moves a running deadline start by ms; fails harmlessly when it ended (0), was claimed (CUT)
+ * or a new one started meanwhile. */
+static void move_start(atomic_llong *start, int64_t ms)
+{
+    long long v = atomic_load(start);
+    if (v > 0) {
+        atomic_compare_exchange_strong(start, &v, v + ms);
+    }
+}
+
 /* Time the process was not running (a starved or paused machine) is not the client's: the
  * deadlines of every connection move by it, so that a request whose bytes waited in the socket
  * while nothing ran is not closed as a slow client when the process runs again. Under mu. */
 static void forgive_stall(dg_http_t *h, int64_t stalled_ms)
 {
     for (conn_ctx *cc = h->conns; cc; cc = cc->next) {
-        long long hs = atomic_load(&cc->head_start_ms);
-        /* Fails harmlessly when the head completed (0) or a new one started meanwhile. */
-        if (hs != 0) {
-            atomic_compare_exchange_strong(&cc->head_start_ms, &hs, hs + stalled_ms);
-        }
+        move_start(&cc->head_start_ms, stalled_ms);
+        move_start(&cc->req_start_ms, stalled_ms);
+        move_start(&cc->send_wait_ms, stalled_ms);
         atomic_fetch_add(&cc->accepted_ms, stalled_ms);
     }
+}
+
+/* Makes the close of a connection whose response is being cut a reset, not a FIN: what the
+ * kernel still holds for the client (up to megabytes of socket buffer) is dropped instead of
+ * trickling out for minutes, and the client learns at once that the body is cut. */
+static void reset_on_close(int fd)
+{
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+/* Writes a complete 408 REQUEST_TIMEOUT answer to a connection whose request the watchdog
+ * claimed (so nothing of a response was sent for it, and nothing will be). Never blocks: the
+ * few hundred bytes fit an empty socket buffer, and what does not is dropped with the
+ * connection. */
+static void answer_timeout(int fd, const char *rid, const char *msg)
+{
+    char id[17];
+    if (!rid || !rid[0]) {
+        dg_random_id(id);
+        rid = id;
+    }
+    dg_buf_t body;
+    dg_buf_init(&body, 1024);
+    char head[256];
+    if (dg_http_error_json(&body, DG_REQUEST_TIMEOUT, msg, NULL) != DG_OK) {
+        dg_buf_free(&body);
+        return;
+    }
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nCache-Control: no-store\r\n"
+                     "X-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n",
+                     rid, body.len);
+    if (n > 0 && (size_t)n < sizeof head &&
+        send(fd, head, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == n) {
+        ssize_t w = send(fd, body.p, body.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)w;
+    }
+    dg_buf_free(&body);
 }
 
 /* Closes connections whose request head is late and idle connections past their age. */
@@ -198,6 +277,8 @@ static void *watchdog_main(void *arg)
 {
     dg_http_t *h = arg;
     int64_t head_ms = (int64_t)h->opts.header_timeout_s * 1000;
+    int64_t req_ms = (int64_t)h->opts.request_timeout_s * 1000;
+    int64_t send_ms = (int64_t)h->opts.idle_timeout_s * 1000;
     int64_t age_ms = (int64_t)h->opts.connection_max_s * 1000;
     int64_t last_tick = dg_now_ms();
     pthread_mutex_lock(&h->mu);
@@ -214,10 +295,31 @@ static void *watchdog_main(void *arg)
             if (cc->is_shut || cc->fd < 0) {
                 continue;
             }
-            int64_t hs = atomic_load(&cc->head_start_ms);
+            long long hs = atomic_load(&cc->head_start_ms);
+            long long rs = atomic_load(&cc->req_start_ms);
+            long long sw = atomic_load(&cc->send_wait_ms);
             const char *why = NULL;
-            if (hs != 0 && now - hs > head_ms) {
+            char msg[128];
+            if (hs > 0 && now - hs > head_ms &&
+                atomic_compare_exchange_strong(&cc->head_start_ms, &hs, CUT)) {
                 why = "request head not complete within header_timeout_s";
+                snprintf(msg, sizeof msg, "the request head did not arrive within %u s",
+                         h->opts.header_timeout_s);
+                answer_timeout(cc->fd, NULL, msg);
+            } else if (rs > 0 && now - rs > req_ms &&
+                       atomic_compare_exchange_strong(&cc->req_start_ms, &rs, CUT)) {
+                why = "request not complete within request_timeout_s";
+                atomic_store(&cc->cut_status, 408);
+                snprintf(msg, sizeof msg, "the request (head and body) did not arrive within %u s",
+                         h->opts.request_timeout_s);
+                answer_timeout(cc->fd, cc->rid, msg);
+            } else if (sw > 0 && now - sw > send_ms) {
+                why = "response not taken by the client within client_timeout_s";
+                reset_on_close(cc->fd);
+                DG_LOGI("http",
+                        "cutting connection fd=%d: a response block waited %lld ms for "
+                        "the client (client_timeout_s)",
+                        cc->fd, (long long)(now - sw));
             } else if (age_ms > 0 && hs == 0 && !atomic_load(&cc->is_busy) &&
                        now - atomic_load(&cc->accepted_ms) > age_ms) {
                 why = "idle connection older than connection_max_s";
@@ -305,17 +407,24 @@ static bool cors_allowed(const dg_http_t *h, const char *origin)
     return false;
 }
 
-/* Adds the CORS response headers when the request's Origin is allowed. */
+/* Adds the CORS response headers when the request's Origin is allowed, and `Vary: Origin` to
+ * every response of a CORS-enabled server (the answer depends on Origin even when it is absent
+ * or refused, so a shared cache must not serve one to the other). */
 static bool add_cors_headers(struct dg_http_conn_ *c, struct MHD_Response *resp)
 {
     dg_http_t *h = c->h;
+    if (!h->cors) {
+        return true;
+    }
+    if (MHD_add_response_header(resp, "Vary", "Origin") != MHD_YES) {
+        return false;
+    }
     const char *origin = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Origin");
     if (!cors_allowed(h, origin)) {
         return true;
     }
     bool ok = MHD_add_response_header(resp, "Access-Control-Allow-Origin",
-                                      h->is_cors_star ? "*" : origin) == MHD_YES &&
-              MHD_add_response_header(resp, "Vary", "Origin") == MHD_YES;
+                                      h->is_cors_star ? "*" : origin) == MHD_YES;
     if (h->opts.cors_credentials) {
         ok = ok &&
              MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true") == MHD_YES;
@@ -351,12 +460,25 @@ static bool has_body(struct MHD_Connection *mc)
            MHD_lookup_connection_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 }
 
+/* Ends the current request's arrival deadline, for the connection's thread: false when the
+ * watchdog claimed it first (it answered 408 and shut the socket; nothing else may be sent). */
+static bool claim_request(conn_ctx *cc)
+{
+    return !cc || atomic_exchange(&cc->req_start_ms, 0) != CUT;
+}
+
 static dg_rc_t queue(struct dg_http_conn_ *c, int status, struct MHD_Response *resp,
                      const char *content_type, const dg_http_header_t *headers, size_t n_headers)
 {
     if (!resp) {
         c->is_dropped = true;
         return DG_NOMEM;
+    }
+    conn_ctx *cc = get_conn_ctx(c->mc);
+    if (!claim_request(cc)) {
+        MHD_destroy_response(resp);
+        c->is_dropped = true;
+        return DG_CLIENT_GONE;
     }
     /* no-store unless the handler chose a Cache-Control (the result cache's responses). */
     bool has_cc = false;
@@ -390,7 +512,27 @@ static dg_rc_t queue(struct dg_http_conn_ *c, int status, struct MHD_Response *r
     }
     c->has_response = true;
     c->status = status;
+    if (cc) {
+        /* The head (and a small body) must be taken by the client within client_timeout_s;
+         * block readers move this on. */
+        atomic_store(&cc->send_wait_ms, (long long)dg_now_ms());
+    }
     return DG_OK;
+}
+
+/* Reader of a body_wrap (see stream_reader for send_wait_ms). */
+static ssize_t body_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    body_wrap *bw = cls;
+    if (pos >= bw->len) {
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    size_t n = bw->len - (size_t)pos < max ? bw->len - (size_t)pos : max;
+    memcpy(buf, bw->p + pos, n);
+    if (bw->cc) {
+        atomic_store(&bw->cc->send_wait_ms, (long long)dg_now_ms());
+    }
+    return (ssize_t)n;
 }
 
 dg_rc_t dg_http_respond(dg_http_req_t *r, int status, const char *content_type, const void *body,
@@ -400,8 +542,22 @@ dg_rc_t dg_http_respond(dg_http_req_t *r, int status, const char *content_type, 
     if (DG_NEVER(c->has_response)) {
         return DG_INTERNAL;
     }
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = NULL;
+    if (len <= STREAM_BLOCK) {
+        resp = MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+    } else {
+        body_wrap *bw = malloc(sizeof *bw + len);
+        if (bw) {
+            bw->cc = get_conn_ctx(c->mc);
+            bw->len = len;
+            memcpy(bw->p, body, len);
+            resp = MHD_create_response_from_callback(len, STREAM_BLOCK, body_reader, bw, free);
+            if (!resp) {
+                free(bw);
+            }
+        }
+    }
+    c->bytes_out = r->method == DG_HTTP_HEAD ? 0 : len;
     return queue(c, status, resp, content_type, headers, n_headers);
 }
 
@@ -436,6 +592,12 @@ dg_rc_t dg_http_respond_error(dg_http_req_t *r, dg_rc_t rc, const char *message,
     return ret;
 }
 
+/* Slow readers: libmicrohttpd asks a reader for the next block only once the previous one is
+ * in the kernel, so "a block was handed out and no new one was asked for" means the client is
+ * not taking the response. Readers clear send_wait_ms while they run (time spent waiting for
+ * the engine is not the client's) and set it when they hand a block out; the watchdog cuts a
+ * connection whose block waited longer than client_timeout_s, which frees the stream and its
+ * engine slot. */
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -443,12 +605,19 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     if (max == 0) {
         return 0;
     }
+    if (w->cc) {
+        atomic_store(&w->cc->send_wait_ms, 0);
+    }
     ssize_t n = w->rd(w->ctx, buf, max);
     if (n == DG_HTTP_STREAM_END) {
         return MHD_CONTENT_READER_END_OF_STREAM;
     }
     if (n < 0 || n == 0) {
         return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    w->c->bytes_out += (uint64_t)n;
+    if (w->cc) {
+        atomic_store(&w->cc->send_wait_ms, (long long)dg_now_ms());
     }
     return n;
 }
@@ -472,7 +641,7 @@ dg_rc_t dg_http_respond_stream(dg_http_req_t *r, int status, const char *content
         c->is_dropped = true;
         return DG_NOMEM;
     }
-    *w = (stream_wrap){rd, fr, ctx};
+    *w = (stream_wrap){rd, fr, ctx, c, get_conn_ctx(c->mc)};
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
                                                                   stream_reader, w, stream_free);
     if (!resp) {
@@ -493,13 +662,14 @@ const char *dg_http_req_header(dg_http_req_t *r, const char *name)
     return MHD_lookup_connection_value(r->conn_->mc, MHD_HEADER_KIND, name);
 }
 
-bool dg_http_req_peer(dg_http_req_t *r, char *out, size_t cap)
+/* The TCP peer's address as numeric text (see dg_http_req_peer). */
+static bool peer_text(struct MHD_Connection *mc, char *out, size_t cap)
 {
     if (cap) {
         out[0] = '\0';
     }
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn_->mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
     if (!sa || cap == 0) {
         return false;
@@ -518,6 +688,20 @@ bool dg_http_req_peer(dg_http_req_t *r, char *out, size_t cap)
     }
     memcpy(out, buf, strlen(buf) + 1);
     return true;
+}
+
+bool dg_http_req_peer(dg_http_req_t *r, char *out, size_t cap)
+{
+    return peer_text(r->conn_->mc, out, cap);
+}
+
+/* True when the connection's TCP peer is one of the trusted proxies. */
+static bool is_peer_trusted(const dg_http_t *h, struct MHD_Connection *mc)
+{
+    char text[64];
+    dg_limit_addr_t a;
+    return h->proxies.n > 0 && peer_text(mc, text, sizeof text) &&
+           dg_limit_addr_parse(text, strlen(text), &a) && dg_limit_proxies_match(&h->proxies, &a);
 }
 
 typedef struct header_join {
@@ -658,7 +842,7 @@ static void on_head(struct dg_http_conn_ *c, const char *method)
         char msg[128];
         snprintf(msg, sizeof msg, "the request has %zu header fields; the limit is %u", hs.n,
                  max_headers);
-        early_error(c, DG_HEADERS_TOO_LARGE, msg);
+        early_error(c, DG_TOO_MANY_HEADERS, msg);
         return;
     }
     dg_rc_t rc = dg_http_target_parse(cc->uri, cc->uri_len, &r->target, &err);
@@ -700,7 +884,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
                                  size_t *upload_data_size, void **con_cls)
 {
     (void)url;
-    (void)version;
     dg_http_t *h = cls;
     struct dg_http_conn_ *c = *con_cls;
     if (!c) {
@@ -714,7 +897,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         c->req.conn_ = c;
         c->start_us = dg_now_us();
         c->req.start_ms = c->start_us / 1000;
-        const char *rid = h->opts.trust_request_id
+        snprintf(c->version, sizeof c->version, "%s", version ? version : "HTTP/1.1");
+        /* A client's id is believed only from a trusted proxy (docs/observability.md). */
+        const char *rid = h->opts.trust_request_id && is_peer_trusted(h, mc)
                               ? MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "X-Request-Id")
                               : NULL;
         if (rid && dg_http_request_id_valid(rid)) {
@@ -727,7 +912,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
         conn_ctx *cc = get_conn_ctx(mc);
         if (cc) {
             atomic_store(&cc->is_busy, true);
-            atomic_store(&cc->head_start_ms, 0);
+            atomic_store(&cc->cut_status, 0);
+            memcpy(cc->rid, c->req.id, sizeof cc->rid);
+            /* The head is in: its deadline becomes the whole request's, until the body is in. */
+            long long hs = atomic_exchange(&cc->head_start_ms, 0);
+            if (hs == CUT) {
+                c->is_dropped = true; /* the watchdog answered 408 already */
+                return MHD_NO;
+            }
+            atomic_store(&cc->req_start_ms, hs > 0 ? hs : (long long)dg_now_ms());
         }
         on_head(c, method);
         c->is_started = true;
@@ -751,6 +944,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
     }
     if (c->has_response) {
         return MHD_YES;
+    }
+    if (!claim_request(get_conn_ctx(mc))) {
+        c->is_dropped = true; /* the watchdog answered 408 already */
+        return MHD_NO;
     }
     if (c->deferred_rc != DG_OK) {
         early_error(c, c->deferred_rc, c->deferred_msg[0] ? c->deferred_msg : NULL);
@@ -781,10 +978,77 @@ bool dg_http_request_id_valid(const char *s)
     return n > 0;
 }
 
+/* Copies at most cap - 1 bytes of s (NULL or empty = "-") into out, bytes that could forge or
+ * break a line or a quoted field shown as '?'. */
+static void log_field(const char *s, size_t len, char *out, size_t cap)
+{
+    if (!s || len == 0) {
+        s = "-";
+        len = 1;
+    }
+    if (len > cap - 1) {
+        len = cap - 1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        out[i] = ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\' ? '?' : (char)ch;
+    }
+    out[len] = '\0';
+}
+
+/* Apache/NCSA combined format plus the request id:
+ * host ident authuser [date] "METHOD path VERSION" status bytes "referer" "user-agent" "id".
+ * authuser is the principal ("key:<id>", a JWT subject), never a credential. A stack line, one
+ * write(2). */
+static void access_log_combined(dg_http_t *h, struct dg_http_conn_ *c, int status, const char *uri,
+                                size_t path_len)
+{
+    static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char host[64], user[64], path[201], ref[201], ua[201], bytes[24], line[1024];
+    if (!peer_text(c->mc, host, sizeof host)) {
+        snprintf(host, sizeof host, "-");
+    }
+    const char *pr = c->req.principal;
+    log_field(strcmp(pr, "ip") == 0 ? NULL : pr, strlen(pr), user, sizeof user);
+    for (char *p = user; *p; p++) {
+        *p = *p == ' ' ? '?' : *p; /* authuser is one unquoted field */
+    }
+    log_field(uri, path_len, path, sizeof path);
+    for (char *p = path; *p; p++) {
+        *p = *p == ' ' ? '?' : *p;
+    }
+    const char *rf = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "Referer");
+    const char *ag = MHD_lookup_connection_value(c->mc, MHD_HEADER_KIND, "User-Agent");
+    log_field(rf, rf ? strcspn(rf, "?#") : 0, ref, sizeof ref); /* its query may hold a token */
+    log_field(ag, ag ? strlen(ag) : 0, ua, sizeof ua);
+    if (c->bytes_out > 0) {
+        snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)c->bytes_out);
+    } else {
+        snprintf(bytes, sizeof bytes, "-");
+    }
+    int n = snprintf(line, sizeof line,
+                     "%s - %s [%02d/%s/%04d:%02d:%02d:%02d +0000] \"%s %s %s\" %d %s \"%s\" "
+                     "\"%s\" \"%s\"\n",
+                     host, user, tm.tm_mday, mon[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, dg_http_method_name(c->req.method), path, c->version,
+                     status, bytes, ref, ua, c->req.id);
+    if (n > 0) {
+        size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+        line[len - 1] = '\n';
+        ssize_t w = write(h->opts.access_log_fd, line, len);
+        (void)w;
+    }
+}
+
 /* Writes one access line: the path only (never the query string, which may hold SQL and its
- * parameters), no header values (Authorization, API keys). Text keeps the log line shape
- * (ts level module req=<id> msg key=value); JSON is one object per line. One write(2) per line,
- * so lines from concurrent connections do not interleave. */
+ * parameters), no header values (Authorization, API keys) but Referer and User-Agent in the
+ * combined format. Text keeps the log line shape (ts level module req=<id> msg key=value);
+ * JSON is one object per line; combined is Apache's. One write(2) per line, so lines from
+ * concurrent connections do not interleave. */
 static void access_log(dg_http_t *h, struct dg_http_conn_ *c, int status, double duration_s,
                        bool is_aborted)
 {
@@ -793,6 +1057,10 @@ static void access_log(dg_http_t *h, struct dg_http_conn_ *c, int status, double
     size_t path_len = strcspn(uri, "?");
     if (path_len > 200) {
         path_len = 200;
+    }
+    if (h->opts.access_log == DG_HTTP_LOG_COMBINED) {
+        access_log_combined(h, c, status, uri, path_len);
+        return;
     }
     const char *route = c->req.match.route ? c->req.match.route->pattern : "other";
     struct timespec ts;
@@ -854,8 +1122,19 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
         return;
     }
     *con_cls = NULL;
-    int status = c->has_response ? c->status : 499;
+    conn_ctx *cc = get_conn_ctx(mc);
+    int cut = cc ? atomic_load(&cc->cut_status) : 0;
+    int status = c->has_response ? c->status : cut ? cut : 499;
     bool is_aborted = toe != MHD_REQUEST_TERMINATED_COMPLETED_OK;
+    if (c->has_response && toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED && cc && cc->fd >= 0) {
+        /* libmicrohttpd cut a client that took nothing for client_timeout_s: reset (see
+         * reset_on_close) rather than let the kernel trickle the rest of a cut body out. */
+        reset_on_close(cc->fd);
+        DG_LOGI("http",
+                "cutting connection fd=%d: the client took no response bytes for %u s "
+                "(client_timeout_s)",
+                cc->fd, h->opts.idle_timeout_s);
+    }
     double duration_s = (double)(dg_now_us() - c->start_us) / 1e6;
     if (h->opts.access_log != DG_HTTP_LOG_OFF) {
         access_log(h, c, status, duration_s, is_aborted);
@@ -866,8 +1145,9 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     dg_http_target_free(&c->req.target);
     dg_buf_free(&c->req.body);
     free(c);
-    conn_ctx *cc = get_conn_ctx(mc);
     if (cc) {
+        claim_request(cc);
+        atomic_store(&cc->send_wait_ms, 0);
         atomic_store(&cc->is_busy, false);
     }
     atomic_fetch_sub(&h->inflight, 1);
@@ -948,6 +1228,19 @@ dg_rc_t dg_http_start(const dg_http_opts_t *opts, dg_http_t **out, dg_error_t *e
     h->opts.cors_origins = NULL; /* borrowed from the caller; h->cors is ours */
     if (h->opts.header_timeout_s == 0) {
         h->opts.header_timeout_s = 10;
+    }
+    if (h->opts.request_timeout_s == 0) {
+        h->opts.request_timeout_s = 60;
+    }
+    if (h->opts.idle_timeout_s == 0) {
+        h->opts.idle_timeout_s = 60;
+    }
+    h->opts.trusted_proxies = NULL; /* borrowed from the caller; parsed into h->proxies */
+    const char *tp = opts->trusted_proxies ? opts->trusted_proxies : "";
+    dg_rc_t prc = dg_limit_proxies_parse(tp, strlen(tp), &h->proxies, err);
+    if (prc != DG_OK) {
+        free(h);
+        return prc;
     }
     h->listen_fd = -1;
     atomic_init(&h->inflight, 0);

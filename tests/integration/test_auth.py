@@ -221,6 +221,67 @@ def test_auth_off_non_loopback_refused(make_server):
         s.terminate()
 
 
+def host_addresses():
+    """The machine's own addresses (`hostname -I`), or [] when unknown."""
+    try:
+        out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return out.stdout.split() if out.returncode == 0 else []
+
+
+def test_auth_off_loopback_judged_by_resolved_address(make_server):
+    """The refusal looks at what the listen host resolves to, not at its text."""
+    import socket
+    # A non-loopback address of this machine is refused (auth off, no --allow-public).
+    public = [a for a in host_addresses() if not a.startswith("127.") and a != "::1"]
+    if public:
+        a = public[0]
+        s = make_server(start=False, extra=["--listen", ("[%s]:0" if ":" in a else "%s:0") % a])
+        with pytest.raises(dgserver.ServerError) as ex:
+            s.start()
+        assert "exited with 2" in str(ex.value) and "auth = off" in s.log(), s.log()[-2000:]
+    # Names are resolved: "localhost", and this machine's name when it resolves to loopback,
+    # are local (the old text check refused the latter).
+    names = ["localhost"]
+    try:
+        me = socket.gethostname()
+        if me and all(i[4][0].startswith("127.") or i[4][0] == "::1"
+                      for i in socket.getaddrinfo(me, 0, type=socket.SOCK_STREAM)):
+            names.append(me)
+    except OSError:
+        pass
+    import re
+    import requests
+    for name in names:
+        s = make_server(start=False, dbs=("main",), engines=1, slots=1,
+                        extra=["--listen", name + ":0"])
+        s._log = open(s.log_path, "wb")
+        s.proc = subprocess.Popen(s.args, stdin=subprocess.DEVNULL, stdout=s._log,
+                                  stderr=subprocess.STDOUT, env=s.env, start_new_session=True,
+                                  preexec_fn=dgserver._preexec(s.binary))
+        end = time.monotonic() + 30
+        pat = re.compile(r"listening on http://%s:(\d+)" % re.escape(name))
+        while not pat.search(s.log()):
+            assert s.proc.poll() is None and time.monotonic() < end, s.log()[-2000:]
+            time.sleep(0.05)
+        port = int(pat.search(s.log()).group(1))
+        assert requests.get("http://127.0.0.1:%d/health" % port, timeout=10).status_code == 200
+        s.terminate()
+    # A name that resolves to a non-loopback address is refused like the address itself.
+    if public and ":" not in public[0]:
+        try:
+            rev = socket.gethostbyaddr(public[0])[0]
+            infos = socket.getaddrinfo(rev, 0, type=socket.SOCK_STREAM)
+        except OSError:
+            rev, infos = None, []
+        if rev and infos and not all(i[4][0].startswith("127.") for i in infos):
+            s = make_server(start=False, extra=["--listen", rev + ":0"])
+            with pytest.raises(dgserver.ServerError):
+                s.start()
+            assert "auth = off" in s.log()
+
+
 def test_bad_auth_settings(binary, tmp_path):
     for flags in (["--auth", "maybe"], ["--public-role", "admin"]):
         p = subprocess.run([binary, "serve", "--data-dir", str(tmp_path)] + flags,

@@ -1,5 +1,6 @@
-"""CORS: preflights on /api routes, headers on responses to allowed origins, nothing for other
-origins, the `*` and credentials rules, and OPTIONS when CORS is off (docs/security.md)."""
+"""CORS: preflights on /api routes (DELETE routes included), headers on responses to allowed
+origins, nothing but `Vary: Origin` for other origins or none, the `*` and credentials rules,
+and OPTIONS when CORS is off (docs/security.md)."""
 
 import subprocess
 
@@ -34,6 +35,10 @@ def no_cors(r):
     return not any(k in r.headers for k in CORS_HEADERS)
 
 
+def varies_on_origin(r):
+    return "origin" in [v.strip().lower() for v in r.headers.get("Vary", "").split(",")]
+
+
 @pytest.mark.parametrize("path", ["/api/query/main", "/api/databases", "/api/databases/main"])
 @pytest.mark.parametrize("origin", [A, B])
 def test_preflight_allowed(cors, path, origin):
@@ -41,7 +46,7 @@ def test_preflight_allowed(cors, path, origin):
     assert r.status_code == 204, (r.status_code, r.text)
     h = r.headers
     assert h["Access-Control-Allow-Origin"] == origin
-    assert h["Access-Control-Allow-Methods"] == "GET, POST"
+    assert h["Access-Control-Allow-Methods"] == "GET, HEAD, POST, DELETE"
     assert h["Access-Control-Allow-Headers"] == \
         "Content-Type, Authorization, X-API-Key, Accept, Accept-Encoding"
     assert h["Access-Control-Max-Age"] == "600"
@@ -61,6 +66,18 @@ def test_preflight_disallowed_origin(cors, origin):
     r = preflight(cors, "/api/query/main", origin)
     assert_error(r, 403, "FORBIDDEN")
     assert no_cors(r), r.headers
+    assert varies_on_origin(r), r.headers
+
+
+@pytest.mark.parametrize("path", ["/api/admin/jobs/j1", "/api/admin/cache/main",
+                                  "/api/admin/stage/main"])
+def test_preflight_for_delete(cors, path):
+    r = preflight(cors, path, A, method="DELETE")
+    assert r.status_code == 204, (r.status_code, r.text)
+    assert r.headers["Access-Control-Allow-Origin"] == A
+    methods = [m.strip() for m in r.headers["Access-Control-Allow-Methods"].split(",")]
+    assert "DELETE" in methods and "GET" in methods and "POST" in methods
+    assert varies_on_origin(r)
 
 
 def test_options_without_preflight_headers_is_405(cors):
@@ -108,8 +125,15 @@ def test_simple_request_disallowed_or_no_origin(cors):
                  headers={"Origin": "https://evil.example"})
     assert assert_ok(r)["rows"] == [[1]]
     assert no_cors(r), r.headers
+    assert varies_on_origin(r), r.headers
     r = cors.get("/api/query/main", params={"sql": "SELECT 1"})
     assert no_cors(r), r.headers
+    # The answer depends on Origin even without one: caches must keep them apart.
+    assert varies_on_origin(r), r.headers
+    for path in ("/health", "/nope"):
+        assert varies_on_origin(cors.get(path)), path
+    r = cors.query("main", "SELECT 1", fmt="ndjson")
+    assert r.status_code == 200 and varies_on_origin(r) and no_cors(r)
 
 
 def test_star(make_server):
@@ -151,5 +175,5 @@ def test_cors_off_keeps_405(make_server):
     assert_error(r, 405, "METHOD_NOT_ALLOWED")
     assert r.headers["Allow"] and no_cors(r)
     r = s.get("/api/query/main", params={"sql": "SELECT 1"}, headers={"Origin": A})
-    assert r.status_code == 200 and no_cors(r)
+    assert r.status_code == 200 and no_cors(r) and not varies_on_origin(r)
     s.close()

@@ -1,6 +1,7 @@
 """Request limits: each cap is tested at, one under and one over its value, and answered in JSON
-with its code; connection limits (max_connections, header_timeout_s, connection_max_s) and a
-slowloris run that must not slow a normal client down (docs/security.md)."""
+with its code; connection limits (max_connections, header_timeout_s, request_timeout_s,
+connection_max_s, slow response readers) and a slowloris run that must not slow a normal client
+down (docs/security.md)."""
 
 import json
 import os
@@ -85,7 +86,7 @@ def test_header_count_cap(capped, delta):
     if delta <= 0:
         assert status == 200, body[:200]
     else:
-        assert status == 431 and json_code(hdrs, body) == "HEADERS_TOO_LARGE", (status, body[:200])
+        assert status == 431 and json_code(hdrs, body) == "TOO_MANY_HEADERS", (status, body[:200])
         assert b"header fields" in body
 
 
@@ -104,6 +105,40 @@ def test_header_bytes_cap(capped, delta):
 
 def test_limits_keep_server_usable(capped):
     assert assert_ok(capped.query("main", "SELECT 42"))["rows"] == [[42]]
+
+
+def read_timeout_answer(sock, timeout):
+    """Reads until EOF (or reset) within timeout; returns (status, headers, body) of the answer
+    found, or None when the peer closed without one."""
+    sock.settimeout(timeout)
+    data = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, OSError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    if not data:
+        return None
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), hdrs, body
+
+
+def assert_408(answer, what):
+    assert answer is not None, "closed without an answer"
+    status, hdrs, body = answer
+    assert status == 408, (status, body[:200])
+    assert "json" in hdrs.get("content-type", "")
+    assert hdrs.get("connection", "").lower() == "close"
+    assert len(body) == int(hdrs["content-length"])
+    err = json.loads(body)["error"]
+    assert err["code"] == "REQUEST_TIMEOUT" and what in err["message"], err
+    assert hdrs.get("x-request-id")
 
 
 def closed_within(sock, timeout):
@@ -163,26 +198,20 @@ def test_header_timeout_and_connection_age(make_server):
     slow = socket.create_connection(("127.0.0.1", s.port), timeout=5)
     t0 = time.monotonic()
     slow.sendall(b"GET /health HTTP/1.1\r\n")
-    closed = False
+    answer = None
     while time.monotonic() - t0 < 6:
         try:
             slow.sendall(b"X")
         except OSError:
-            closed = True
             break
         r, _, _ = select.select([slow], [], [], 0.3)
         if r:
-            try:
-                data = slow.recv(4096)
-            except OSError:
-                data = b""
-            assert not data.startswith(b"HTTP/1.1 2"), data[:100]
-            if not data:
-                closed = True
-                break
+            answer = read_timeout_answer(slow, 3)
+            break
     elapsed = time.monotonic() - t0
     slow.close()
-    assert closed and 1.5 < elapsed < 2 + 1.5, elapsed
+    assert 1.5 < elapsed < 2 + 1.5, elapsed
+    assert_408(answer, "request head")
     # A kept-alive connection answers normally, then with `Connection: close` once it is older
     # than connection_max_s (a head in progress keeps the watchdog off it).
     ka = socket.create_connection(("127.0.0.1", s.port), timeout=5)
@@ -212,6 +241,126 @@ def test_header_timeout_and_connection_age(make_server):
     s.close()
 
 
+def test_slow_post_request_timeout(make_server):
+    """A body trickled a byte at a time (each byte well inside the idle timeout) is cut off
+    with 408 REQUEST_TIMEOUT once the whole request is older than request_timeout_s, while a
+    normal client keeps getting answers; a body that arrives in time is served."""
+    request_timeout = 3
+    s = make_server(dbs=("main",), engines=1, slots=1,
+                    extra=["--request-timeout-s", request_timeout, "--header-timeout-s", 2,
+                           "--client-timeout-s", 30])
+    body = b'{"sql":"SELECT 7"}' + b" " * 200
+    head = ("POST /api/query/main HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\n\r\n" % len(body)).encode()
+    normal, stop = [], threading.Event()
+
+    def normal_client():
+        while not stop.is_set():
+            try:
+                normal.append(s.query("main", "SELECT 1", timeout=10).status_code)
+            except Exception as ex:  # noqa: BLE001
+                normal.append(repr(ex))
+            time.sleep(0.05)
+
+    th = threading.Thread(target=normal_client)
+    slow = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    t0 = time.monotonic()
+    slow.sendall(head)  # the head is in at once: header_timeout_s does not apply
+    th.start()
+    sent, answer = 0, None
+    try:
+        while time.monotonic() - t0 < request_timeout + 8 and sent < len(body) - 1:
+            try:
+                slow.sendall(body[sent:sent + 1])
+                sent += 1
+            except OSError:
+                answer = read_timeout_answer(slow, 3)  # closed after its answer
+                break
+            r, _, _ = select.select([slow], [], [], 0.25)
+            if r:
+                answer = read_timeout_answer(slow, 3)
+                break
+        elapsed = time.monotonic() - t0
+    finally:
+        stop.set()
+        th.join()
+        slow.close()
+    assert_408(answer, "request (head and body)")
+    # Generous on a loaded machine; a byte every 0.25 s would take 50 s to finish the body.
+    assert request_timeout - 0.5 < elapsed < request_timeout + 6, elapsed
+    assert sent < len(body) - 1, "the whole body went in"
+    assert normal and all(st == 200 for st in normal), normal
+    # The cut request is logged as a 408.
+    end = time.monotonic() + 5
+    while "status=408" not in s.log() and time.monotonic() < end:
+        time.sleep(0.05)
+    assert "POST /api/query/main status=408" in s.log()
+    # A body sent slowly but within the deadline is answered normally.
+    ok = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    ok.sendall(head.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n"))
+    for i in range(0, len(body), 50):
+        time.sleep(0.2)
+        ok.sendall(body[i:i + 50])
+    status, hdrs, resp = read_timeout_answer(ok, 10)
+    ok.close()
+    assert status == 200 and b'"rows":[[7]]' in resp, resp[:200]
+    assert s.alive()
+    s.close()
+
+
+def test_slow_response_reader_is_cut(make_server):
+    """A client that stops taking a streamed response, or takes it a trickle at a time, is cut
+    off (reset) once client_timeout_s pass without the server getting a block out, and the engine
+    slot its query held serves the next query (one slot and a long query deadline: only the cut
+    can free it)."""
+    client_timeout = 2
+    s = make_server(dbs=("main",), engines=1, slots=1,
+                    extra=["--client-timeout-s", client_timeout, "--timeout-ms", 600000,
+                           "--queue-timeout-ms", 60000])
+    req = ("GET /api/query/main?format=csv&sql=SELECT%20i%2C%20i%2A2%20AS%20j%20FROM%20"
+           "range%281000000000%29%20t%28i%29 HTTP/1.1\r\nHost: x\r\n\r\n").encode()
+    for mode in ("stalled", "trickle"):
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.connect(("127.0.0.1", s.port))
+        c.sendall(req)
+        c.settimeout(10)
+        first = c.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200"), first[:200]
+        t0 = time.monotonic()
+        if mode == "stalled":
+            # The next query needs the slot the stalled stream holds: answered after the cut.
+            r = s.query("main", "SELECT 42", timeout=45)
+            waited = time.monotonic() - t0
+            assert r.status_code == 200 and r.json()["rows"] == [[42]], r.text[:200]
+            assert client_timeout - 0.5 < waited < client_timeout + 10, waited
+        got, cut = len(first), False
+        while time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+            try:
+                chunk = c.recv(512)
+            except OSError:
+                cut = True
+                break
+            if not chunk:
+                cut = True
+                break
+            got += len(chunk)
+        elapsed = time.monotonic() - t0
+        c.close()
+        assert cut, "%s reader never cut (%d bytes taken)" % (mode, got)
+        assert elapsed < client_timeout + 10, (mode, elapsed)
+        assert got < 10 * 1024 * 1024, got  # cut, not finished
+        if mode == "trickle":
+            t1 = time.monotonic()
+            r = s.query("main", "SELECT 43", timeout=45)
+            assert r.status_code == 200 and r.json()["rows"] == [[43]], r.text[:200]
+            assert time.monotonic() - t1 < 10
+    assert "cutting connection" in s.log()
+    assert s.alive()
+    s.close()
+
+
 def test_stalled_server_keeps_waiting_requests(make_server):
     """Time the server process did not run (a starved or paused machine) does not count against
     clients: requests that arrived while it was stopped are answered, not closed as late heads."""
@@ -234,16 +383,29 @@ def test_stalled_server_keeps_waiting_requests(make_server):
     s.close()
 
 
+def p95(samples):
+    lat = sorted(samples)
+    return lat[int(0.95 * (len(lat) - 1))]
+
+
 def test_slowloris(make_server):
-    """500 connections trickling a request head do not slow a normal client down, and the
-    server closes them within header_timeout_s + slack."""
+    """500 connections trickling a request head do not slow a normal client down (its p95
+    latency stays within a generous factor of its own baseline, measured just before), and the
+    server answers them 408 and closes them within header_timeout_s + slack."""
     header_timeout = 3
     n_slow = 500
     s = make_server(dbs=("main",), engines=1, slots=2,
                     extra=["--header-timeout-s", header_timeout, "--access-log", "off"])
-    # Baseline latency of the normal client.
+    # Baseline latency of the normal client, the same loop as during the attack.
     for _ in range(5):
-        assert_ok(s.query("main", "SELECT 1"))
+        assert_ok(s.query("main", "SELECT 1"))  # warm-up (connections, engine)
+    baseline = []
+    for _ in range(40):
+        t = time.monotonic()
+        assert_ok(s.query("main", "SELECT 1", timeout=10))
+        baseline.append(time.monotonic() - t)
+        time.sleep(0.02)
+    base_p95 = p95(baseline)
     slow, opened = [], []
     head = b"GET /api/query/main?sql=SELECT%201 HTTP/1.1\r\nHost: x\r\nX-Slow: "
     for _ in range(n_slow):
@@ -295,7 +457,8 @@ def test_slowloris(make_server):
                         data = c.recv(4096)
                     except OSError:
                         data = b""
-                    assert not data, "a slow head got an answer: %r" % data[:100]
+                    assert not data or data.startswith(b"HTTP/1.1 408 "), \
+                        "a slow head got an answer: %r" % data[:100]
                     closed_at[i] = time.monotonic()
     finally:
         stop.set()
@@ -308,8 +471,10 @@ def test_slowloris(make_server):
     assert min(late) > header_timeout - 0.5, min(late)
     assert not failures, failures[:5]
     assert len(latencies) >= 10
-    lat = sorted(latencies)
-    p95 = lat[int(0.95 * (len(lat) - 1))]
-    assert p95 < 0.5, "p95 %.3fs over %d requests" % (p95, len(lat))
+    # Generous for a loaded 2-core machine, yet a server whose threads the slow connections
+    # held (a normal request waiting for a head deadline) would be seconds late.
+    bound = max(10 * base_p95, base_p95 + 0.2)
+    assert p95(latencies) <= bound, "p95 %.3fs over %d requests; baseline p95 %.3fs" % (
+        p95(latencies), len(latencies), base_p95)
     assert s.alive()
     s.close()

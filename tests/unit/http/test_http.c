@@ -1,6 +1,6 @@
 /* Unit tests for the pure parts of src/http: path splitting and decoding, query strings,
  * routing, Accept/format negotiation, error bodies and the query-request parser (every error
- * code it can return). */
+ * code it can return); the request-limit codes and the daemon's trusted_proxies check. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -274,23 +274,23 @@ static void test_negotiate_encoding(void **state)
         {"x-gzip", DG_OK, DG_CODEC_GZIP},
         {"br", DG_OK, DG_CODEC_BR},
         {"zstd", DG_OK, DG_CODEC_ZSTD},
-        {"gzip, deflate, br, zstd", DG_OK, DG_CODEC_ZSTD},  /* server preference on ties */
+        {"gzip, deflate, br, zstd", DG_OK, DG_CODEC_ZSTD}, /* server preference on ties */
         {"gzip, deflate, br", DG_OK, DG_CODEC_BR},
         {"gzip;q=1.0, br;q=0.8, zstd;q=0.5", DG_OK, DG_CODEC_GZIP},
         {"zstd;q=0, gzip;q=0.1", DG_OK, DG_CODEC_GZIP},
         {"*", DG_OK, DG_CODEC_ZSTD},
         {"*;q=0.5, zstd;q=0", DG_OK, DG_CODEC_BR},
         {"identity", DG_OK, DG_CODEC_IDENTITY},
-        {"deflate, compress", DG_OK, DG_CODEC_IDENTITY},      /* identity stays acceptable */
+        {"deflate, compress", DG_OK, DG_CODEC_IDENTITY}, /* identity stays acceptable */
         {"identity;q=0", DG_NOT_ACCEPTABLE, DG_CODEC_IDENTITY},
         {"*;q=0", DG_NOT_ACCEPTABLE, DG_CODEC_IDENTITY},
         {"deflate, *;q=0", DG_NOT_ACCEPTABLE, DG_CODEC_IDENTITY},
         {"gzip;q=0, identity;q=0", DG_NOT_ACCEPTABLE, DG_CODEC_IDENTITY},
-        {"gzip;q=2", DG_OK, DG_CODEC_IDENTITY},               /* malformed q: ignored */
+        {"gzip;q=2", DG_OK, DG_CODEC_IDENTITY}, /* malformed q: ignored */
         {"gzip;q=abc, br", DG_OK, DG_CODEC_BR},
         {" br ; q=0.9 , gzip ; q=0.95 ", DG_OK, DG_CODEC_GZIP},
         {",,,;;;", DG_OK, DG_CODEC_IDENTITY},
-        {"br;level=5", DG_OK, DG_CODEC_BR},                   /* other parameters ignored */
+        {"br;level=5", DG_OK, DG_CODEC_BR}, /* other parameters ignored */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         dg_codec_id_t c = DG_CODEC_COUNT_;
@@ -318,6 +318,40 @@ static void test_error_json(void **state)
     assert_string_equal(b.p,
                         "{\"error\":{\"code\":\"UNKNOWN_DB\",\"message\":\"unknown database\"}}");
     dg_buf_free(&b);
+}
+
+/* The request-limit codes (numbers are wire-stable) and their JSON bodies. */
+static void test_limit_codes(void **state)
+{
+    (void)state;
+    assert_int_equal(DG_TOO_MANY_HEADERS, 40);
+    assert_int_equal(DG_REQUEST_TIMEOUT, 41);
+    assert_int_equal(dg_rc_http_status(DG_TOO_MANY_HEADERS), 431);
+    assert_int_equal(dg_rc_http_status(DG_HEADERS_TOO_LARGE), 431);
+    assert_int_equal(dg_rc_http_status(DG_REQUEST_TIMEOUT), 408);
+    assert_int_equal(dg_rc_from_name("TOO_MANY_HEADERS"), DG_TOO_MANY_HEADERS);
+    assert_int_equal(dg_rc_from_name("REQUEST_TIMEOUT"), DG_REQUEST_TIMEOUT);
+    dg_buf_t b;
+    dg_buf_init(&b, 0);
+    assert_int_equal(dg_http_error_json(&b, DG_REQUEST_TIMEOUT, "late", NULL), DG_OK);
+    assert_string_equal(b.p, "{\"error\":{\"code\":\"REQUEST_TIMEOUT\",\"message\":\"late\"}}");
+    dg_buf_free(&b);
+}
+
+/* A bad trusted_proxies list is a configuration error, found before anything is bound. */
+static void test_start_bad_proxies(void **state)
+{
+    (void)state;
+    const char *bad[] = {"10.0.0.1/8", "nonsense", "10.0.0.0/33", "1.2.3.4,,"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dg_http_opts_t o = {.listen = "127.0.0.1:0", .trusted_proxies = bad[i]};
+        dg_http_t *h = (dg_http_t *)1;
+        dg_error_t err;
+        dg_error_clear(&err);
+        assert_int_equal(dg_http_start(&o, &h, &err), DG_CONFIG);
+        assert_null(h);
+        assert_true(err.msg[0] != '\0');
+    }
 }
 
 /* ---- query requests -------------------------------------------------------------------- */
@@ -490,11 +524,12 @@ static void test_query_args(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_path_parse),   cmocka_unit_test(test_args_parse),
-        cmocka_unit_test(test_target_parse), cmocka_unit_test(test_routing),
-        cmocka_unit_test(test_negotiate),    cmocka_unit_test(test_negotiate_encoding),
-        cmocka_unit_test(test_error_json),
-        cmocka_unit_test(test_query_body),   cmocka_unit_test(test_query_args),
+        cmocka_unit_test(test_path_parse),        cmocka_unit_test(test_args_parse),
+        cmocka_unit_test(test_target_parse),      cmocka_unit_test(test_routing),
+        cmocka_unit_test(test_negotiate),         cmocka_unit_test(test_negotiate_encoding),
+        cmocka_unit_test(test_error_json),        cmocka_unit_test(test_limit_codes),
+        cmocka_unit_test(test_start_bad_proxies), cmocka_unit_test(test_query_body),
+        cmocka_unit_test(test_query_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
