@@ -382,3 +382,76 @@ void dg_auth_scope_narrow(dg_auth_result_t *res, const char *dbs)
     res->n_dbs = k;
     res->has_no_db = k == 0;
 }
+
+/* ---- capabilities ------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    unsigned cap;
+} cap_names[] = {
+    {"catalog", DG_AUTH_CAP_CATALOG},
+    {"named", DG_AUTH_CAP_NAMED},
+    {"sql", DG_AUTH_CAP_SQL},
+    {"admin", DG_AUTH_CAP_ADMIN},
+};
+
+unsigned dg_auth_caps_builtin(dg_role_t r)
+{
+    switch (r) {
+    case DG_ROLE_VIEWER:
+        return DG_AUTH_CAP_CATALOG | DG_AUTH_CAP_NAMED;
+    case DG_ROLE_ANALYST:
+        return DG_AUTH_CAP_CATALOG | DG_AUTH_CAP_NAMED | DG_AUTH_CAP_SQL;
+    case DG_ROLE_ADMIN:
+        return DG_AUTH_CAP_CATALOG | DG_AUTH_CAP_NAMED | DG_AUTH_CAP_SQL | DG_AUTH_CAP_ADMIN;
+    default:
+        return 0;
+    }
+}
+
+unsigned dg_auth_caps_of(dg_role_t r, const char *list)
+{
+    unsigned builtin = dg_auth_caps_builtin(r);
+    if (!list || !*list) {
+        return builtin;
+    }
+    unsigned listed = 0;
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',') {
+            p++;
+        }
+        size_t n = strcspn(p, ", ");
+        for (size_t i = 0; n && i < sizeof cap_names / sizeof cap_names[0]; i++) {
+            if (strlen(cap_names[i].name) == n && strncmp(cap_names[i].name, p, n) == 0) {
+                listed |= cap_names[i].cap;
+            }
+        }
+        p += n;
+    }
+    return (builtin & listed) | (builtin & DG_AUTH_CAP_ADMIN);
+}
+
+unsigned dg_auth_route_cap(const char *section, dg_role_t need)
+{
+    if (section && strcmp(section, "query") == 0) {
+        return DG_AUTH_CAP_SQL;
+    }
+    if (section && strcmp(section, "q") == 0) {
+        return DG_AUTH_CAP_NAMED;
+    }
+    if (section && strcmp(section, "databases") == 0) {
+        return DG_AUTH_CAP_CATALOG;
+    }
+    return need == DG_ROLE_ADMIN ? DG_AUTH_CAP_ADMIN : 0;
+}
+
+const char *dg_auth_cap_name(unsigned cap)
+{
+    for (size_t i = 0; i < sizeof cap_names / sizeof cap_names[0]; i++) {
+        if (cap_names[i].cap == cap) {
+            return cap_names[i].name;
+        }
+    }
+    return "?";
+}

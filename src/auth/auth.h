@@ -138,4 +138,28 @@ dg_rc_t dg_auth_gate(const dg_auth_result_t *res, dg_role_t need, const char *db
  * empty intersection sets has_no_db. */
 void dg_auth_scope_narrow(dg_auth_result_t *res, const char *dbs);
 
+/* ---- capabilities (docs/auth.md "Capabilities") ---------------------------------------- */
+
+/* What a role may do, beyond the role order: a role's ROLE_capabilities setting narrows its
+ * built-in set (viewer: catalog, named; analyst: + sql; admin: + admin). Only the admin role
+ * has admin, and it always keeps it (the config refuses an admin list without it). */
+typedef enum dg_auth_cap {
+    DG_AUTH_CAP_CATALOG = 1, /* /api/databases[/{db}] */
+    DG_AUTH_CAP_NAMED = 2,   /* /api/q/... (named queries and their listing) */
+    DG_AUTH_CAP_SQL = 4,     /* /api/query/{db} (raw read-only SQL) */
+    DG_AUTH_CAP_ADMIN = 8,   /* /api/admin/... and every other admin route */
+} dg_auth_cap_t;
+
+/* The built-in capabilities of role r (0 for DG_ROLE_NONE). */
+unsigned dg_auth_caps_builtin(dg_role_t r);
+/* Role r's built-in capabilities narrowed to the comma-separated list (NULL or "" = no
+ * narrowing; unknown names are ignored: dg_config_set refused them). Admin keeps admin. */
+unsigned dg_auth_caps_of(dg_role_t r, const char *list);
+/* The capability a route needs: from its first path segment under /api (`section`, NULL when
+ * none) and the role it needs. "query" -> sql, "q" -> named, "databases" -> catalog, any other
+ * route that needs the admin role -> admin, else 0 (no capability needed). */
+unsigned dg_auth_route_cap(const char *section, dg_role_t need);
+/* "catalog", "named", "sql", "admin" (one bit), else "?". */
+const char *dg_auth_cap_name(unsigned cap);
+
 #endif

@@ -50,4 +50,37 @@ dg_rc_t dg_db_import(dg_db_loader_t *l, dg_db_t *target, const char *table, cons
                      dg_db_import_mode_t mode, const _Atomic int *interrupt, uint64_t *out_rows,
                      dg_error_t *err);
 
+/* ---- admin SQL that reads import files (docs/admin.md "Imports") ----
+ *
+ * Admin SQL may read files of the import directories with read_csv[_auto], read_parquet,
+ * parquet_scan, read_json[_auto] and read_ndjson[_auto], but never on a serving instance: each
+ * such call must name one file by a string constant (relative to an import directory, or an
+ * absolute path inside one; the name rules and the symlink-free walk of imports apply) with
+ * constant options. The loader reads each file (through the descriptor the check opened) into a
+ * table of a private in-memory catalog attached to the target instance, and the SQL is
+ * rewritten to read those tables instead. Everything else that reaches files is refused: other
+ * file functions, globs, URLs, lists of files, non-constant names, COPY, ATTACH, EXPORT and
+ * IMPORT. */
+typedef struct dg_db_staged dg_db_staged_t;
+
+/* Counts the reader calls of sql (sql_len bytes, need not be NUL-terminated) into *out_n, and
+ * refuses everything that would reach a file otherwise. No DuckDB, no files touched.
+ * DG_FORBIDDEN (the message says why and points to the import directories), DG_NOMEM. */
+dg_rc_t dg_db_files_scan(const char *sql, size_t sql_len, size_t *out_n, dg_error_t *err);
+
+/* Loads every file sql reads (see above) through l into target and returns, in *out, the SQL
+ * rewritten to read the loaded tables (dg_db_staged_sql); *out is NULL when sql reads no file.
+ * target must be read-write (a served read-write database, or a staging copy). interrupt as for
+ * dg_db_import. The caller frees *out with dg_db_staged_free after the query has finished.
+ * Errors: those of dg_db_files_scan, DG_NOT_READ_ONLY (target is read-only), DG_NOT_FOUND (no
+ * such file in the import directories), DG_FORBIDDEN (outside them, a symlink, not a regular
+ * file), DG_SQL_ERROR (the loader could not read the file), DG_TIMEOUT/DG_CANCELLED/
+ * DG_CLIENT_GONE, DG_RESOURCE_EXHAUSTED, DG_NOMEM. */
+dg_rc_t dg_db_files_stage(dg_db_loader_t *l, dg_db_t *target, const char *sql, size_t sql_len,
+                          const _Atomic int *interrupt, dg_db_staged_t **out, dg_error_t *err);
+/* The rewritten SQL (owned by st, NUL-terminated) and its length. */
+const char *dg_db_staged_sql(const dg_db_staged_t *st, size_t *out_len);
+/* Drops the loaded tables (detaches their catalog). NULL is allowed. */
+void dg_db_staged_free(dg_db_staged_t *st);
+
 #endif

@@ -93,3 +93,22 @@ dg_rc_t dg_engine__import_run(dg_db_t *target, json_t *req, const _Atomic int *i
     free(text);
     return rc == DG_OK ? DG_OK : dg_error_set(err, rc, "out of memory");
 }
+
+dg_rc_t dg_engine__files_stage(dg_db_t *target, const char *sql, size_t sql_len,
+                               const _Atomic int *interrupt, dg_db_staged_t **out, dg_error_t *err)
+{
+    *out = NULL;
+    size_t n = 0;
+    dg_rc_t rc = sql ? dg_db_files_scan(sql, sql_len, &n, err) : DG_OK;
+    if (rc != DG_OK || n == 0) {
+        return rc;
+    }
+    if (g.n_dirs == 0) {
+        return dg_error_set(err, DG_FORBIDDEN,
+                            "admin SQL reads files only under the import directories, and none "
+                            "are configured (import_dirs, docs/admin.md \"Imports\")");
+    }
+    dg_db_loader_t *l = NULL;
+    rc = loader_get(&l, err);
+    return rc == DG_OK ? dg_db_files_stage(l, target, sql, sql_len, interrupt, out, err) : rc;
+}

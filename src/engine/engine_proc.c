@@ -805,6 +805,11 @@ static void run_parquet(eslot_t *s, const req_t *r, served_db_t *sdb, timings_t 
         rc = dg_error_set(&err, DG_NOMEM, "out of memory");
         goto fail;
     }
+    /* The same rule as every other format (docs/cache.md): a file computed only from the data
+     * may be cached. One more parse beside writing a file costs little; trusted SQL is never
+     * classified. */
+    s->is_deterministic =
+        !is_admin_kind(r->kind) && dg_db_sql_is_deterministic(sdb->db, q.sql, q.sql_len);
     rc = send_head(s, dg_format_content_type(DG_FMT_PARQUET), NULL, t);
     while (rc == DG_OK && sent < size) {
         rc = stop_reason(s);
@@ -1271,12 +1276,47 @@ static void run_staging_job(eslot_t *s, const req_t *r)
     dg_engine__staging_t st;
     dg_rc_t rc = dg_engine__dbs_open_next(s->proc->dbs, r->db, &st, &err);
     if (rc == DG_OK) {
-        rc = job_exec(s, r, st.db, &j, &t, &err);
+        /* Import files are loaded into the staging copy's instance, and dropped before it is
+         * checkpointed and closed. */
+        req_t q = *r;
+        dg_db_staged_t *staged = NULL;
+        rc = dg_engine__files_stage(st.db, r->sql, r->sql_len, &s->start_stop, &staged, &err);
+        if (rc == DG_OK && staged) {
+            q.sql = dg_db_staged_sql(staged, &q.sql_len);
+        }
+        if (rc == DG_OK) {
+            rc = job_exec(s, &q, st.db, &j, &t, &err);
+        }
+        dg_db_staged_free(staged);
         dg_rc_t crc = dg_engine__dbs_close_next(s->proc->dbs, &st, rc == DG_OK, &err);
         rc = rc == DG_OK ? crc : rc;
     }
     s->changes = false; /* the served file did not change */
     job_end(s, rc, &j, &t, &err);
+}
+
+/* ---- admin SQL reading import files -------------------------------------------------------- */
+
+/* Admin SQL (or a job) that reads files of the import directories (docs/admin.md "Imports"):
+ * the loader reads them into tables of db's instance and r->sql is pointed at the rewritten SQL
+ * (owned by *staged, freed by the caller after the query). False after answering ERROR. */
+static bool stage_files(eslot_t *s, req_t *r, dg_db_t *db, dg_db_staged_t **staged)
+{
+    dg_error_t err;
+    dg_error_clear(&err);
+    dg_rc_t rc = dg_engine__files_stage(db, r->sql, r->sql_len, &s->start_stop, staged, &err);
+    if (rc != DG_OK) {
+        if (slot_peer_gone(s)) {
+            slot_set_idle(s);
+        } else {
+            fail_request(s, rc, &err);
+        }
+        return false;
+    }
+    if (*staged) {
+        r->sql = dg_db_staged_sql(*staged, &r->sql_len);
+    }
+    return true;
 }
 
 /* ---- admin imports (kind "import") ------------------------------------------------------- */
@@ -1315,6 +1355,7 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
     timings_t t = {.recv_us = dg_now_us()};
     req_t r = {0};
     served_db_t use = {0};
+    dg_db_staged_t *staged = NULL; /* admin SQL that reads import files (stage_files) */
     json_error_t jerr;
     json_t *root = json_loadb(payload->p, payload->len, JSON_REJECT_DUPLICATES, &jerr);
 
@@ -1419,12 +1460,16 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
         run_catalog(s, &r, sdb, &t);
     } else if (strcmp(r.kind, "sql") == 0 || strcmp(r.kind, "admin") == 0) {
         s->admin_ro_db = strcmp(r.kind, "admin") == 0 && !sdb->is_read_write ? sdb->name : NULL;
-        run_sql(s, &r, sdb, &t);
+        if (strcmp(r.kind, "sql") == 0 || stage_files(s, &r, sdb->db, &staged)) {
+            run_sql(s, &r, sdb, &t);
+        }
     } else if (strcmp(r.kind, "named") == 0) {
         run_sql(s, &r, sdb, &t);
     } else if (strcmp(r.kind, "job") == 0) {
         s->admin_ro_db = sdb->is_read_write ? NULL : sdb->name;
-        run_job(s, &r, sdb);
+        if (stage_files(s, &r, sdb->db, &staged)) {
+            run_job(s, &r, sdb);
+        }
     } else if (strcmp(r.kind, "import") == 0) {
         s->admin_ro_db = sdb->is_read_write ? NULL : sdb->name;
         run_import(s, root, sdb, &t);
@@ -1433,6 +1478,7 @@ static void handle_req(eslot_t *s, const dg_buf_t *payload)
     }
 
 out:
+    dg_db_staged_free(staged); /* before release_db: the loaded tables live in its instance */
     release_db(s->proc, &use);
     free(r.params);
     free(r.param_types);

@@ -80,13 +80,21 @@ void dg_server__h_admin_query(dg_http_req_t *r, void *ctx)
         dg_http_respond_error(r, rc, err.msg, qid, 0);
         return;
     }
+    /* The admin role's row and byte caps apply as on every query route; its admin_timeout_ms,
+     * when set, is a ceiling (docs/auth.md "Per-role limits"): without it there is no deadline. */
+    dg_caller_limits_t cl;
+    dg_server__caller_limits(s, &who, &cl);
     int64_t timeout_ms = admin_timeout(q.timeout_ms);
+    int64_t ceiling = dg_server__role_policy(s, &who)->timeout_ms;
+    if (ceiling > 0 && (timeout_ms == 0 || timeout_ms > ceiling)) {
+        timeout_ms = ceiling;
+    }
     json_t *req = json_pack(
         "{s:s, s:s, s:i, s:s, s:s, s:s%, s:s, s:I, s:I, s:I, s:I}", "id", qid, "encoding",
         dg_codec_name(coding), "level", level, "kind", "admin", "db", q.db, "sql", q.sql, q.sql_len,
         "format", dg_http_format_name(q.format), "timeout_ms", (json_int_t)timeout_ms, "max_rows",
-        (json_int_t)s->cfg->max_rows, "max_bytes", (json_int_t)s->cfg->max_result_bytes,
-        "max_export_bytes", (json_int_t)s->cfg->max_export_bytes);
+        (json_int_t)cl.max_rows, "max_bytes", (json_int_t)cl.max_bytes, "max_export_bytes",
+        (json_int_t)s->cfg->max_export_bytes);
     if (req && q.params && json_object_set(req, "params", q.params) != 0) {
         json_decref(req);
         req = NULL;

@@ -63,6 +63,20 @@ bool dg_server__authorize(dg_server_t *s, dg_http_req_t *r, dg_role_t need, cons
         *out_who = who;
     }
     dg_rc_t rc = dg_auth_gate(&who, need, db ? db->p : NULL, db ? db->len : 0);
+    /* The role's capabilities may take a route away (docs/auth.md "Capabilities"). */
+    const dg_http_path_t *path = &r->target.path;
+    unsigned cap = rc == DG_OK && path->n >= 2 && strcmp(path->seg[0], "api") == 0
+                       ? dg_auth_route_cap(path->seg[1], need)
+                       : 0;
+    const char *policy = who.is_public ? "public" : dg_auth_role_name(who.role);
+    char cap_msg[160] = "";
+    if (cap && !(dg_auth_caps_of(who.role, dg_server__role_policy(s, &who)->capabilities) & cap)) {
+        rc = DG_FORBIDDEN;
+        snprintf(cap_msg, sizeof cap_msg,
+                 "the %s role may not use this route: it lacks the %s capability "
+                 "(%s_capabilities)",
+                 policy, dg_auth_cap_name(cap), policy);
+    }
     if (rc == DG_OK) {
         return true;
     }
@@ -71,10 +85,11 @@ bool dg_server__authorize(dg_server_t *s, dg_http_req_t *r, dg_role_t need, cons
            rc == DG_UNAUTHORIZED ? 401 : 403, who.principal, dg_auth_role_name(who.role),
            dg_auth_role_name(need));
     const char *msg =
-        rc == DG_FORBIDDEN ? (who.role >= need ? "this caller may not use that database"
-                                               : "this role may not use this route")
-        : who.is_bad       ? (who.reason ? who.reason : "invalid, expired or revoked credentials")
-                           : "authentication required (Authorization: Bearer KEY)";
+        cap_msg[0]           ? cap_msg
+        : rc == DG_FORBIDDEN ? (who.role >= need ? "this caller may not use that database"
+                                                 : "this role may not use this route")
+        : who.is_bad         ? (who.reason ? who.reason : "invalid, expired or revoked credentials")
+                             : "authentication required (Authorization: Bearer KEY)";
     dg_buf_t b;
     dg_buf_init(&b, 4096);
     if (dg_http_error_json(&b, rc, msg, NULL) != DG_OK) {

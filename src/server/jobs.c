@@ -126,6 +126,23 @@ static void log_job(dg_jobs_t *j, const job_t *job)
     dg_server__qlog(j->s, NULL, &e);
 }
 
+/* The job's metrics as it reaches its final state: duckgate_queries_total and the duration
+ * histogram with kind "job" (status as in its log row), and duckgate_interrupts_total for a
+ * cancel (DELETE /api/admin/jobs/{id}, or the server stopping) or a deadline. */
+static void count_job(dg_jobs_t *j, const job_t *job)
+{
+    dg_server_t *s = j->s;
+    if (!s->metrics) {
+        return;
+    }
+    int status = job->state == JOB_DONE        ? 200
+                 : job->state == JOB_CANCELLED ? 499
+                                               : dg_rc_http_status(job->err_rc);
+    dg_metrics_gw_query(s->metrics, job->db, "job", status,
+                        (double)(job->finished_ms - job->created_ms) / 1000.0);
+    dg_server__note_interrupt(s, job->state == JOB_CANCELLED ? DG_CANCELLED : job->err_rc);
+}
+
 static void finish(dg_jobs_t *j, job_t *job, job_state_t st, dg_rc_t rc, const char *msg)
 {
     job->state = st;
@@ -139,6 +156,7 @@ static void finish(dg_jobs_t *j, job_t *job, job_state_t st, dg_rc_t rc, const c
         snprintf(job->err_msg, sizeof job->err_msg, "%s", msg && *msg ? msg : dg_rc_message(rc));
     }
     log_job(j, job);
+    count_job(j, job);
     pthread_cond_broadcast(&j->cv);
 }
 
@@ -598,6 +616,7 @@ dg_rc_t dg_jobs_submit(dg_jobs_t *j, const char *db, bool is_staging, const char
 json_t *dg_jobs_get(dg_jobs_t *j, const char *id, size_t id_len, const dg_auth_result_t *who)
 {
     pthread_mutex_lock(&j->mu);
+    prune(j); /* a job past its retention is 404 even if nobody listed the jobs since */
     job_t *job = find(j, id, id_len);
     json_t *o = job && may_see(who, job) ? job_json(job) : NULL;
     pthread_mutex_unlock(&j->mu);

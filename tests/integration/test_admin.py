@@ -5,6 +5,7 @@ default deadline, is refused with 409 READ_ONLY_DATABASE on a read-only database
 the owning engine (engine 0) of a database listed in read_write_databases, where its writes are
 visible to the next read."""
 
+import gzip
 import json
 import os
 import re
@@ -142,6 +143,28 @@ def test_admin_has_no_default_deadline(make_server, binary, fixtures):
     assert_error(read(srv, "main", sql), 504, "TIMEOUT")
     # An explicit timeout_ms is honoured.
     assert_error(admin(srv, "main", sql, timeout_ms=150), 504, "TIMEOUT")
+    srv.close()
+
+
+def test_admin_role_caps_apply_to_admin_sql(make_server, binary, fixtures):
+    # The admin role's own row and byte caps bind admin SQL like any query route, and its
+    # admin_timeout_ms is a ceiling there (an admin query without timeout_ms stops at it too).
+    srv = start_admin_server(make_server, binary, fixtures, extra=[
+        "--admin-max-rows", "3", "--admin-max-result-bytes", "4KiB",
+        "--admin-timeout-ms", "1500"])
+    body = assert_ok(admin(srv, "main", "SELECT range AS i FROM range(100)"))
+    assert body["row_count"] == 3 and body["truncated"] is True, body
+    assert_error(admin(srv, "main", "SELECT repeat('x', 2000) AS s FROM range(3)"), 413,
+                 "RESULT_TOO_LARGE")
+    assert_ok(admin(srv, "main", "SELECT repeat('x', 100) AS s FROM range(3)"))
+    t0 = time.monotonic()
+    assert_error(admin(srv, "main", ENDLESS_SQL, timeout=120), 504, "TIMEOUT")
+    assert_error(admin(srv, "main", ENDLESS_SQL, timeout_ms=600000, timeout=120), 504,
+                 "TIMEOUT")
+    assert time.monotonic() - t0 < 60
+    # A lower timeout_ms than the ceiling still wins.
+    t0 = time.monotonic()
+    assert_error(admin(srv, "main", ENDLESS_SQL, timeout_ms=100, timeout=120), 504, "TIMEOUT")
     srv.close()
 
 
@@ -336,6 +359,8 @@ def import_srv(make_server, binary, fixtures, tmp_path_factory):
     os.symlink(str(outside), str(d / "link.csv"))
     os.symlink(str(outside.parent), str(d / "linkdir"))
     os.mkfifo(str(d / "pipe.csv"))
+    with gzip.open(str(d / "packed.csv.gz"), "wt") as f:
+        f.write("id,name\n7,gus\n8,hal\n")
     pq = d / "nums.parquet"
     p = subprocess.run([binary, "query", os.path.join(fixtures.template, "main.duckdb"),
                         "SELECT id, score FROM t WHERE id <= 4 ORDER BY id", "--format",
@@ -411,10 +436,138 @@ def test_import_checks(import_srv):
     assert_error(imp(s, "nope", {"table": "x", "file": "people.csv"}), 404, "UNKNOWN_DB")
     assert_error(imp(s, "rwdb", {"table": "x", "file": "people.csv"}, key="analyst"), 403,
                  "FORBIDDEN")
-    # Admin SQL itself still cannot read the import directory (only the loader can).
+    # Serving SQL still cannot read the import directory (only the loader can).
     path = os.path.join(str(s.import_dir), "people.csv")
-    assert_error(admin(s, "rwdb", "SELECT * FROM read_csv_auto('%s')" % path), (400, 403))
+    assert_error(read(s, "rwdb", "SELECT * FROM read_csv_auto('%s')" % path), (400, 403))
 
 
 def test_import_without_import_dirs(srv):
     assert_error(imp(srv, "rwdb", {"table": "x", "file": "people.csv"}), 404, "NOT_FOUND")
+
+
+# ---- admin SQL reading import files ----------------------------------------------------------
+
+def tables_of(s, db):
+    return [t["name"] for t in s.get("/api/databases/" + db,
+                                     headers=hdr(s.keys["analyst"])).json()["tables"]]
+
+
+def test_admin_sql_reads_import_files(import_srv):
+    s = import_srv
+    assert_ok(admin(s, "rwdb", "DROP TABLE IF EXISTS sq_people; DROP TABLE IF EXISTS sq_nums"))
+    # CREATE TABLE AS from a CSV (relative name, options kept).
+    body = assert_ok(admin(s, "rwdb", "CREATE TABLE sq_people AS SELECT * FROM "
+                                      "read_csv('people.csv', header=true)"))
+    assert body["rows"] == [[2]], body
+    body = assert_ok(read(s, "rwdb", "SELECT id, name FROM sq_people ORDER BY id"))
+    assert body["rows"] == [[1, "ann"], [2, "bob"]]
+    # INSERT ... SELECT joining a file with a table, a gzipped CSV, an absolute path inside an
+    # import directory, and two files in one script.
+    assert_ok(admin(s, "rwdb", "INSERT INTO sq_people SELECT id, name FROM "
+                               "read_csv_auto('packed.csv.gz')"))
+    absolute = os.path.join(str(s.import_dir), "more.csv")
+    assert_ok(admin(s, "rwdb", "INSERT INTO sq_people SELECT m.id, m.name FROM "
+                               "read_csv('%s') AS m LEFT JOIN sq_people p USING (id) "
+                               "WHERE p.id IS NULL" % absolute))
+    body = assert_ok(read(s, "rwdb", "SELECT id, name FROM sq_people ORDER BY id"))
+    assert body["rows"] == [[1, "ann"], [2, "bob"], [3, "cy"], [7, "gus"], [8, "hal"]]
+    body = assert_ok(admin(s, "rwdb", "CREATE TABLE sq_nums AS SELECT * FROM "
+                                      "read_parquet('nums.parquet'); "
+                                      "SELECT n.id, e.tag FROM sq_nums n JOIN "
+                                      "read_json_auto('sub/events.ndjson') e ON e.k = n.id "
+                                      "ORDER BY n.id"))
+    assert body["rows"] == [[1, "a"], [2, "b"]], body
+    assert assert_ok(read(s, "rwdb", "SELECT sum(score) FROM sq_nums"))["rows"] == [[15.0]]
+    # Strings and comments that merely mention a reader are left alone.
+    body = assert_ok(admin(s, "rwdb", "SELECT 'read_csv(''x'')' AS a -- read_csv('y')\n"))
+    assert body["rows"] == [["read_csv('x')"]]
+    # The loaded tables are gone afterwards, and no file was written into the database.
+    body = assert_ok(admin(s, "rwdb", "SELECT count(*) FROM duckdb_databases() "
+                                      "WHERE database_name LIKE '_dg_files%'"))
+    assert body["rows"] == [[0]]
+    assert "sq_people" in tables_of(s, "rwdb")
+
+
+@pytest.mark.parametrize("sql,status", [
+    ("SELECT * FROM read_csv('link.csv')", 403),                  # symlink to a file outside
+    ("SELECT * FROM read_csv('linkdir/secret.csv')", 403),        # through a symlinked dir
+    ("SELECT * FROM read_csv('pipe.csv')", 403),                  # not a regular file
+    ("SELECT * FROM read_csv('../outside/secret.csv')", 403),
+    ("SELECT * FROM read_csv('sub/../people.csv')", 403),
+    ("SELECT * FROM read_csv('.hidden.csv')", 403),
+    ("SELECT * FROM read_csv('/etc/passwd')", 403),               # absolute, outside
+    ("SELECT * FROM read_csv('IMPORT_DIR/../outside/secret.csv')", 403),
+    ("SELECT * FROM read_csv('*.csv')", 403),                     # glob
+    ("SELECT * FROM read_csv('sub/*.ndjson')", 403),
+    ("SELECT * FROM read_csv('https://example.com/x.csv')", 403),  # URL
+    ("SELECT * FROM read_parquet('s3://bucket/x.parquet')", 403),
+    ("SELECT * FROM read_csv('people' || '.csv')", 403),          # not a constant
+    ("SELECT * FROM read_csv(['people.csv', 'more.csv'])", 403),  # a list
+    ("SELECT * FROM read_csv($1)", 403),
+    ("SELECT * FROM read_csv('people.csv', names=(SELECT ['a']))", 403),
+    ("SELECT * FROM read_text('people.csv')", 403),               # other file functions
+    ("SELECT * FROM glob('*')", 403),
+    ("SELECT * FROM sniff_csv('people.csv')", 403),
+    ("COPY sq_people FROM 'people.csv'", 403),
+    ("COPY sq_people TO 'out.csv'", 403),
+    ("ATTACH 'x.duckdb' AS x", 403),
+    ("SELECT 1; ATTACH ':memory:' AS x", 403),
+    ("SELECT * FROM read_csv('missing.csv')", 404),
+])
+def test_admin_sql_file_refusals(import_srv, sql, status):
+    sql = sql.replace("IMPORT_DIR", str(import_srv.import_dir))
+    err = assert_error(admin(import_srv, "rwdb", sql), status)
+    assert "OUTSIDE-7f3a" not in err["message"]
+    if status == 403:
+        assert "import" in err["message"] or "plain file" in err["message"], err
+
+
+def test_admin_sql_files_only_where_allowed(import_srv, srv):
+    s = import_srv
+    # Serving SQL never reads files, whatever the name.
+    for sql in ("SELECT * FROM read_csv('people.csv')",
+                "SELECT * FROM read_csv('%s')" % os.path.join(str(s.import_dir), "people.csv")):
+        err = assert_error(read(s, "rwdb", sql, key="admin"), (400, 403))
+        assert "ann" not in err["message"]
+    # A read-only database cannot hold the loaded rows: build-and-swap, or a staging job.
+    assert_error(admin(s, "main", "SELECT * FROM read_csv('people.csv')"), 409,
+                 "READ_ONLY_DATABASE")
+    # Without import directories admin SQL reads no file at all.
+    err = assert_error(admin(srv, "rwdb", "SELECT * FROM read_csv('people.csv')"), 403,
+                       "FORBIDDEN")
+    assert "import_dirs" in err["message"]
+
+
+def run_job(s, body, timeout=120):
+    r = s.post("/api/admin/jobs", data=json.dumps(body), headers=hdr(s.keys["admin"]))
+    assert r.status_code == 202, r.text
+    jid = r.json()["id"]
+    end = time.monotonic() + timeout
+    while True:
+        j = s.get("/api/admin/jobs/" + jid, headers=hdr(s.keys["admin"])).json()
+        if j["state"] in ("done", "failed", "cancelled"):
+            return j
+        assert time.monotonic() < end, j
+        time.sleep(0.05)
+
+
+def test_job_reads_import_files(import_srv):
+    s = import_srv
+    j = run_job(s, {"db": "rwdb", "sql": "CREATE OR REPLACE TABLE job_people AS SELECT * FROM "
+                                         "read_csv('people.csv') UNION ALL SELECT * FROM "
+                                         "read_csv('packed.csv.gz')"})
+    assert j["state"] == "done" and j["rows_written"] == 4, j
+    body = assert_ok(read(s, "rwdb", "SELECT id FROM job_people ORDER BY id"))
+    assert body["rows"] == [[1], [2], [7], [8]]
+    j = run_job(s, {"db": "rwdb", "sql": "SELECT * FROM read_csv('link.csv')"})
+    assert j["state"] == "failed" and j["error"]["code"] == "FORBIDDEN", j
+    # A staging job on a read-only database loads into its staging copy.
+    r = s.post("/api/admin/stage/main", headers=hdr(s.keys["admin"]))
+    assert r.status_code == 201, r.text
+    try:
+        j = run_job(s, {"db": "main", "target": "next",
+                        "sql": "CREATE TABLE staged_people AS SELECT * FROM "
+                               "read_csv('people.csv')"})
+        assert j["state"] == "done" and j["rows_written"] == 2, j
+    finally:
+        s.request("DELETE", "/api/admin/stage/main", headers=hdr(s.keys["admin"]))

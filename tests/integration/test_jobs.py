@@ -149,10 +149,30 @@ def test_cancel_stops_the_query_and_frees_the_slot(srv):
     assert state(srv, jid)["state"] == "cancelled"
 
 
+def counted_sql(n):
+    return "SELECT count(*) AS c FROM range(%d) r(i) WHERE hash(i) %% 7 <> 99" % n
+
+
+def job_sql_for_seconds(s, target_s):
+    """A row count n such that counting range(n) as a job runs about target_s seconds here,
+    scaled from the engine's own elapsed_ms of a measured job (not the wall time)."""
+    n = 2_000_000
+    for _ in range(8):
+        j = wait_state(s, submit_ok(s, "main", counted_sql(n)), FINAL, timeout=120)
+        assert j["state"] == "done", j
+        if j["elapsed_ms"] > 200:
+            return int(n * target_s * 1000 / j["elapsed_ms"])
+        n *= 8
+    return n
+
+
 def test_job_survives_its_client_disconnecting(srv):
+    # A job that runs for seconds: it must still be running after its client has gone, then
+    # finish done with its rows.
+    n = job_sql_for_seconds(srv, 5.0)
     before = {j["id"] for j in srv.get("/api/admin/jobs", headers=h(srv)).json()["jobs"]}
-    body = json.dumps({"db": "jobsdb", "sql": "CREATE OR REPLACE TABLE after_hangup AS "
-                                              "SELECT count(*) AS c FROM range(20000000)"})
+    body = json.dumps({"db": "jobsdb", "sql": "CREATE OR REPLACE TABLE after_hangup AS " +
+                       counted_sql(n)})
     req = ("POST /api/admin/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
                srv.keys["admin"], len(body), body)).encode()
@@ -167,10 +187,18 @@ def test_job_survives_its_client_disconnecting(srv):
         new = {j["id"] for j in srv.get("/api/admin/jobs", headers=h(srv)).json()["jobs"]} - before
         time.sleep(0.05)
     (jid,) = new
-    j = wait_state(srv, jid, FINAL, timeout=120)
-    assert j["state"] == "done", j
+    # The connection is closed by now: the job is (or becomes) running, not cancelled.
+    j = wait_state(srv, jid, ("running",) + FINAL, timeout=60)
+    assert j["state"] == "running", j
+    time.sleep(0.5)
+    j = state(srv, jid)
+    assert j["state"] == "running" and j["finished"] is None, j
+    j = wait_state(srv, jid, FINAL, timeout=300)
+    assert j["state"] == "done" and j["error"] is None, j
+    assert j["rows"] == 1 and j["rows_written"] == 1, j
+    assert j["elapsed_ms"] >= 500, j
     r = srv.query("jobsdb", "SELECT c FROM after_hangup", headers=h(srv, "analyst"))
-    assert assert_ok(r)["rows"] == [[20000000]]
+    assert assert_ok(r)["rows"] == [[n]]
 
 
 def test_at_most_max_jobs_run_at_once(srv):
@@ -268,5 +296,41 @@ def test_sigterm_cancels_running_jobs(make_server, binary, fixtures):
         assert s.terminate(timeout=20) == 0
         assert time.monotonic() - t0 < 15
         assert "job finished id=%s state=cancelled" % jid in s.log()
+    finally:
+        s.close()
+
+
+def test_finished_jobs_are_forgotten_after_their_retention(make_server, binary, fixtures):
+    # job_retention_s = 2: a finished job is listed and GET-able, then 404 (GET first, so the
+    # GET itself must forget it, not only the listing) and no longer listed.
+    s = make_server(dbs=("main",), engines=1, slots=2, start=False,
+                    extra=["--auth", "on", "--keys-file", "KEYS", "--job-retention-s", "2"])
+    path = os.path.join(s.dir, "keys.json")
+    s.args[s.args.index("KEYS")] = path
+    s.keys = {"admin": add_key(binary, path, "admin")}
+    s.start()
+    try:
+        t_submit = time.monotonic()
+        jid = submit_ok(s, "main", "SELECT 42")
+        j = wait_state(s, jid, FINAL)
+        assert j["state"] == "done", j
+        listed = [x["id"] for x in s.get("/api/admin/jobs", headers=h(s)).json()["jobs"]]
+        assert jid in listed
+        assert get(s, jid).status_code == 200
+        # A running job is never forgotten, whatever its age.
+        long_id = submit_ok(s, "main", ENDLESS_SQL)
+        wait_state(s, long_id, ("running",))
+        end = time.monotonic() + 60
+        while get(s, jid).status_code == 200:
+            assert time.monotonic() < end, "the finished job was never forgotten"
+            time.sleep(0.2)
+        # Kept for the retention: it finished after it was submitted, so it cannot be forgotten
+        # less than 2 s after the submission.
+        assert time.monotonic() - t_submit >= 1.9
+        assert_error(get(s, jid), 404, "NOT_FOUND")
+        listed = [x["id"] for x in s.get("/api/admin/jobs", headers=h(s)).json()["jobs"]]
+        assert jid not in listed and long_id in listed
+        assert state(s, long_id)["state"] == "running"
+        cancel(s, long_id)
     finally:
         s.close()

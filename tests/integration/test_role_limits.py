@@ -3,6 +3,7 @@ ceiling, row and byte caps, the concurrent-query limit per principal (429
 TOO_MANY_CONCURRENT, given back when the query ends or its client goes away), per-role rates,
 and per-role databases intersected with a key's or a token's scope."""
 
+import json
 import os
 import subprocess
 import threading
@@ -186,6 +187,57 @@ def test_bad_role_settings(binary, tmp_path):
     for flags, words in ((["--viewer-databases", "main,../etc"], "viewer_databases"),
                          (["--analyst-max-rows", "-1"], "analyst_max_rows"),
                          (["--admin-timeout-ms", "soon"], "admin_timeout_ms")):
+        p = subprocess.run([binary, "serve", "--data-dir", str(tmp_path), "--listen",
+                            "127.0.0.1:0", "--state-dir", str(tmp_path / "st")] + flags,
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert p.returncode == 2, p.stderr[-2000:]
+        assert words in p.stderr, p.stderr[-2000:]
+
+
+def test_capabilities_per_role(make_server, binary):
+    # Capabilities narrow what a role may do (docs/auth.md "Capabilities"): an analyst without
+    # sql, a viewer without the catalog, anonymous callers (public_role analyst) without raw
+    # SQL, an admin without the catalog but always with its admin routes.
+    s = make_server(start=False, extra=[
+        "--auth", "on", "--public-role", "analyst", "--keys-file", "KEYS",
+        "--analyst-capabilities", "named,catalog", "--viewer-capabilities", "named",
+        "--public-capabilities", "catalog", "--admin-capabilities", "admin, sql"])
+    path = os.path.join(s.dir, "keys.json")
+    s.args[s.args.index("KEYS")] = path
+    viewer = keys_add(binary, path, "viewer")
+    analyst = keys_add(binary, path, "analyst")
+    admin = keys_add(binary, path, "admin")
+    s.start()
+    try:
+        err = assert_error(s.query("main", "SELECT 1", headers=bearer(analyst)), 403, "FORBIDDEN")
+        assert "sql capability" in err["message"] and "analyst_capabilities" in err["message"]
+        assert_error(s.get("/api/query/main?sql=SELECT%201", headers=bearer(analyst)), 403)
+        assert s.get("/api/databases", headers=bearer(analyst)).status_code == 200
+        assert s.get("/api/q/main", headers=bearer(analyst)).status_code == 200
+        err = assert_error(s.get("/api/databases", headers=bearer(viewer)), 403, "FORBIDDEN")
+        assert "catalog capability" in err["message"], err
+        assert_error(s.get("/api/databases/main", headers=bearer(viewer)), 403, "FORBIDDEN")
+        assert s.get("/api/q/main", headers=bearer(viewer)).status_code == 200
+        # Anonymous callers: the public policy, narrowing public_role analyst.
+        assert s.get("/api/databases").status_code == 200
+        err = assert_error(s.query("main", "SELECT 1"), 403, "FORBIDDEN")
+        assert "public_capabilities" in err["message"], err
+        # The admin lost the catalog, kept raw SQL and its admin routes.
+        assert_error(s.get("/api/databases", headers=bearer(admin)), 403, "FORBIDDEN")
+        assert_ok(s.query("main", "SELECT 1", headers=bearer(admin)))
+        r = s.post("/api/admin/query/main", data=json.dumps({"sql": "SELECT 2 AS x"}),
+                   headers=bearer(admin))
+        assert assert_ok(r)["rows"] == [[2]]
+        assert s.get("/api/admin/jobs", headers=bearer(admin)).status_code == 200
+    finally:
+        s.close()
+
+
+def test_bad_capabilities(binary, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCKGATE_")}
+    for flags, words in ((["--analyst-capabilities", "sql,write"], "unknown capability"),
+                         (["--viewer-capabilities", "named,admin"], "only the admin role"),
+                         (["--admin-capabilities", "sql,catalog"], "must include admin")):
         p = subprocess.run([binary, "serve", "--data-dir", str(tmp_path), "--listen",
                             "127.0.0.1:0", "--state-dir", str(tmp_path / "st")] + flags,
                            capture_output=True, text=True, timeout=60, env=env)
