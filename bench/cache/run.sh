@@ -6,10 +6,14 @@
 #     hit: a 100-row aggregate (~1.9 KB JSON); hit_small: a one-value answer.
 #  2. N (200) concurrent identical requests of a ~1 s query: how many ran on an engine
 #     (goal 1) and the total wall time (goal <= 1.3 s), median of RUNS runs with a fresh key each.
+#  3. A named point-lookup query (bench/point: one row by id, a random id per request) with the
+#     cache off, req/s and p99 at LOOKUP_CONNS (16) connections, compared with the same SQL
+#     (bound the same way) through /api/query; a second server started with --cache off, median
+#     of RUNS runs each, interleaved.
 #
 # Environment: DUCKGATE_BIN (default build-h-cache-rel/duckgate, else build-release/duckgate),
 # RUNS (5), DURATION (10s), CONNS ("16 64"), THREADS (2), ENGINES (2), SLOTS (2),
-# FLIGHT_N (200), FLIGHT_S (1.0), KEEP=1 keeps the temp dir.
+# FLIGHT_N (200), FLIGHT_S (1.0), LOOKUP_CONNS ("16"), KEEP=1 keeps the temp dir.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -32,15 +36,22 @@ ENGINES=${ENGINES:-2}
 SLOTS=${SLOTS:-2}
 FLIGHT_N=${FLIGHT_N:-200}
 FLIGHT_S=${FLIGHT_S:-1.0}
+LOOKUP_CONNS=${LOOKUP_CONNS:-16}
 
 WORK=$(mktemp -d /tmp/dg-bench-cache.XXXXXX)
 SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
+SERVER2_PID=""
+stop_server() {
+    local pid=$1
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
     fi
+}
+cleanup() {
+    stop_server "$SERVER_PID"
+    stop_server "$SERVER2_PID"
     [ "${KEEP:-0}" = 1 ] && echo "bench: kept $WORK" >&2 || rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -134,6 +145,59 @@ t=$(curl -s -o /dev/null -w '%{time_total}' -H 'Content-Type: application/json' 
     -d "{\"sql\":\"SELECT count(*) AS c FROM range($n) r(i) WHERE hash(i) % 7 <> 1\"}" \
     "$URL/api/query/bench")
 
+# Named point lookup vs the same SQL, cache off: the first server stops (it would share the
+# CPU), a second one serves the same file with --cache off and a queries dir.
+stop_server "$SERVER_PID"
+SERVER_PID=""
+mkdir -p "$WORK/queries/bench" "$WORK/state2"
+cat >"$WORK/queries/bench/point.sql" <<'SQL'
+-- @description One row of t by id (the benchmark's point lookup)
+-- @param id BIGINT required min=0 max=99999
+SELECT id, name, score, cat FROM t WHERE id = $id
+SQL
+"$BIN" serve --data-dir "$WORK/data" --state-dir "$WORK/state2" --listen 127.0.0.1:0 \
+    --engines "$ENGINES" --slots "$SLOTS" --rate-limit off --access-log off --cache off \
+    --queries-dir "$WORK/queries" 2>"$WORK/server2.log" >/dev/null &
+SERVER2_PID=$!
+PORT2=""
+for _ in $(seq 1 300); do
+    PORT2=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/server2.log" | head -n1)
+    [ -n "$PORT2" ] && break
+    kill -0 "$SERVER2_PID" 2>/dev/null || { cat "$WORK/server2.log" >&2; exit 1; }
+    sleep 0.1
+done
+[ -n "$PORT2" ] || { echo "bench: the cache-off server did not start" >&2; exit 1; }
+URL2="http://127.0.0.1:$PORT2"
+for _ in $(seq 1 300); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL2/ready")" = 200 ] && break
+    sleep 0.1
+done
+# Both forms must answer the same row, uncached.
+a=$(curl -s "$URL2/api/q/bench/point?id=4242&format=csv")
+b=$(curl -s "$URL2/api/query/bench?sql=SELECT%20id%2C%20name%2C%20score%2C%20cat%20FROM%20t%20WHERE%20id%20%3D%20%3F&params=%5B4242%5D&format=csv")
+cs=$(curl -s -D - -o /dev/null "$URL2/api/q/bench/point?id=4242" | tr -d '\r' | sed -n 's/^Cache-Status: //Ip')
+if [ "$a" != "$b" ] || [ -z "$a" ] || [ "$cs" != "duckgate; fwd=bypass; detail=off" ]; then
+    echo "bench: lookup warm-up failed: named [$a] sql [$b] cache-status [$cs]" >&2
+    exit 1
+fi
+for c in $LOOKUP_CONNS; do
+    for sc in named sql; do
+        DG_LOOKUP=$sc wrk -t"$THREADS" -c"$c" -d2s -s lookup.lua "$URL2" >/dev/null 2>&1 || true
+    done
+    for r in $(seq 1 "$RUNS"); do
+        for sc in named sql; do
+            cpu0=$(awk '{print $14 + $15}' /proc/"$SERVER2_PID"/stat)
+            line=$(DG_LOOKUP=$sc wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency -s lookup.lua \
+                "$URL2" | grep '^DGBENCH' || true)
+            cpu1=$(awk '{print $14 + $15}' /proc/"$SERVER2_PID"/stat)
+            [ -n "$line" ] || { echo "bench: wrk gave no result for lookup $sc c=$c" >&2; continue; }
+            line="$line cpu_ticks=$((cpu1 - cpu0)) hz=$(getconf CLK_TCK) dur=${DURATION%s}"
+            echo "bench: lookup_$sc c=$c run $r: ${line#DGBENCH }" >&2
+            echo "lookup_$sc $c $line" >>"$RESULTS"
+        done
+    done
+done
+
 /usr/bin/python3 - "$RESULTS" "$RUNS" "$DURATION" "$(nproc)" "$t" <<'PY'
 import statistics, sys
 path, runs, dur, cpus, single = sys.argv[1:6]
@@ -171,6 +235,13 @@ for (sc, c), ds in sorted(rows.items()):
         ratio = med(ds, "rps") / med(rows[("health", c)], "rps")
         print("- %s / health at %d connections: %.2f req/s (goal >= 0.8); front CPU per "
               "request health/%s: %.2f" % (sc, c, ratio, sc, cpu[("health", c)] / cpu[(sc, c)]))
+for (sc, c), ds in sorted(rows.items()):
+    if sc == "lookup_named" and ("lookup_sql", c) in rows:
+        raw = rows[("lookup_sql", c)]
+        print("- named point lookup (cache off) at %d connections: %.0f req/s, p99 %.3f ms; the "
+              "same SQL through /api/query: %.0f req/s, p99 %.3f ms (named / SQL req/s: %.2f)" % (
+                  c, med(ds, "rps"), med(ds, "p99_ms"), med(raw, "rps"), med(raw, "p99_ms"),
+                  med(ds, "rps") / med(raw, "rps")))
 for (sc, c), ds in sorted(rows.items()):
     if sc == "flight":
         print("- %d concurrent identical ~1 s queries: wall %.3f s median (goal <= 1.3 s), "

@@ -224,6 +224,24 @@ static void drop_older(dg_cache_t *c, int db, uint64_t v)
     }
 }
 
+/* Entries past their TTL removed from the least recently used end per lookup or insert: bounded
+ * work, yet an entry nobody asks for again does not keep its memory until the caps push it out. */
+#define SWEEP_MAX 8
+
+/* Removes expired entries from the global LRU tail (at most SWEEP_MAX), stopping at the first
+ * live one, never touching keep (an entry just inserted). */
+static void sweep_expired(dg_cache_t *c, int64_t now, const dg_cache_entry_t *keep)
+{
+    for (int i = 0; i < SWEEP_MAX; i++) {
+        dg_cache_entry_t *e = c->tail;
+        if (!e || e == keep || !e->expires_ms || now < e->expires_ms) {
+            return;
+        }
+        c->dbs[e->db].expired++;
+        entry_remove(c, e);
+    }
+}
+
 /* ---- lifecycle --------------------------------------------------------------------------- */
 
 dg_rc_t dg_cache_new(const dg_cache_opts_t *opts, dg_cache_t **out)
@@ -288,6 +306,16 @@ uint64_t dg_cache_max_bytes(const dg_cache_t *c)
     return c->o.max_bytes;
 }
 
+size_t dg_cache_max_entries_per_db(const dg_cache_t *c)
+{
+    return c->o.max_entries_per_db;
+}
+
+int64_t dg_cache_ttl_ms(const dg_cache_t *c)
+{
+    return c->o.ttl_ms;
+}
+
 /* ---- lookup and single-flight -------------------------------------------------------------- */
 
 static dg_cache_flight_t *flight_find(dg_cache_t *c, const dg_cache_key_t *k)
@@ -329,6 +357,7 @@ dg_rc_t dg_cache_lookup(dg_cache_t *c, const dg_cache_key_t *key, dg_cache_verdi
         d->max_version = key->version;
         drop_older(c, key->db, key->version);
     }
+    sweep_expired(c, now, NULL);
     dg_cache_entry_t *e = index_find(c, key);
     if (e && e->expires_ms && now >= e->expires_ms) {
         d->expired++;
@@ -416,7 +445,11 @@ static dg_cache_entry_t *entry_build(dg_cache_t *c, dg_cache_flight_t *f,
     }
     e->cost = e->body_len + e->key_len + ENTRY_OVERHEAD;
     e->created_ms = now_ms(c);
-    int64_t ttl = ttl_ms > 0 ? ttl_ms : c->o.ttl_ms;
+    /* A per-entry TTL (a named query's @cache_ttl) may only shorten the server's backstop. */
+    int64_t ttl = c->o.ttl_ms;
+    if (ttl_ms > 0 && (ttl <= 0 || ttl_ms < ttl)) {
+        ttl = ttl_ms;
+    }
     e->expires_ms = ttl > 0 ? e->created_ms + ttl : 0;
     return e;
 }
@@ -448,6 +481,7 @@ static void entry_insert(dg_cache_t *c, dg_cache_entry_t *e)
         c->dbs[c->tail->db].evictions++;
         entry_remove(c, c->tail);
     }
+    sweep_expired(c, e->created_ms, e);
     index_maybe_grow(c);
 }
 

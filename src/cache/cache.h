@@ -131,7 +131,9 @@ bool dg_cache_flight_append(dg_cache_flight_t *f, const void *p, size_t len);
  * require; replacing an entry of the same key) and hands it to the followers. head NULL: the
  * response failed or must not be stored; followers are told to run their own (is_retry: one of
  * them may lead again, e.g. the leader's client left; else they run uncached). ttl_ms > 0
- * overrides the default TTL for this entry. Returns true when an entry was published. */
+ * shortens the default TTL for this entry (the smaller of the two applies; it never extends it).
+ * Lookups and inserts also drop a few expired entries from the least recently used end. Returns
+ * true when an entry was published. */
 bool dg_cache_flight_finish(dg_cache_t *c, dg_cache_flight_t *f, const dg_cache_head_t *head,
                             bool is_retry, int64_t ttl_ms);
 
@@ -163,5 +165,9 @@ size_t dg_cache_clear(dg_cache_t *c, int db);
 uint64_t dg_cache_max_entry_bytes(const dg_cache_t *c);
 /* The total byte cap (opts.max_bytes). */
 uint64_t dg_cache_max_bytes(const dg_cache_t *c);
+/* The entry cap of each database (opts.max_entries_per_db). */
+size_t dg_cache_max_entries_per_db(const dg_cache_t *c);
+/* The default lifetime of an entry in milliseconds (opts.ttl_ms; 0 = none). */
+int64_t dg_cache_ttl_ms(const dg_cache_t *c);
 
 #endif

@@ -84,6 +84,10 @@ typedef struct dg_db_cursor dg_db_cursor_t;
  * outlive their instance. Errors as dg_db_query_start. */
 dg_rc_t dg_db_named_start(dg_db_t *db, const dg_db_query_t *q, dg_db_cursor_t **out,
                           dg_error_t *err);
+/* How many named-query statements this process has prepared (cache misses of the per-connection
+ * statement cache) since it started: repeated calls of one named query on a warm connection add
+ * nothing. Thread-safe. */
+uint64_t dg_db_named_prepares(void);
 
 /* Checks (read-only mode: sandbox parse check, one statement, statement type SELECT), prepares,
  * binds the parameters and starts streaming execution. In admin mode the SQL may hold several

@@ -41,6 +41,14 @@ struct dg_db__ncon {
     uint64_t tick;
 };
 
+/* Statements prepared (statement-cache misses), process-wide: see dg_db_named_prepares. */
+static atomic_uint_fast64_t g_prepares;
+
+uint64_t dg_db_named_prepares(void)
+{
+    return (uint64_t)atomic_load(&g_prepares);
+}
+
 static void ncon_free(dg_db__ncon_t *nc)
 {
     for (size_t i = 0; i < nc->n; i++) {
@@ -130,6 +138,7 @@ static dg_rc_t statement(dg_db_t *db, dg_db__ncon_t *nc, const char *sql, size_t
                           "a named query must be exactly one SQL statement");
         goto out;
     }
+    atomic_fetch_add(&g_prepares, 1);
     if (duckdb_prepare_extracted_statement(nc->con, ext, 0, &ps) != DuckDBSuccess) {
         rc = dg_db__error(db, -1, duckdb_prepare_error(ps), 0, err);
         goto out;

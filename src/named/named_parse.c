@@ -465,6 +465,9 @@ static dg_rc_t directive_param(parser_t *ps, const char *s, const char *end)
     if (strcmp(p->name, "format") == 0) {
         return fail(ps, ps->line, "parameter name \"format\" is reserved (output format)");
     }
+    if (strcmp(p->name, "cache") == 0) {
+        return fail(ps, ps->line, "parameter name \"cache\" is reserved (?cache=bypass)");
+    }
     for (size_t i = 0; i + 1 < q->n_params; i++) {
         if (strcmp(q->params[i].name, p->name) == 0) {
             return fail(ps, ps->line, "parameter %s declared twice (first on line %d)", p->name,

@@ -78,20 +78,43 @@ static bool client_gone(void *ctx)
     return (p.revents & POLLRDHUP) && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
-/* If-None-Match (weak comparison, RFC 9110 §13.1.2): "*" or a list holding our tag. */
+/* If-None-Match (RFC 9110 §13.1.2): "*", or a comma-separated list of entity tags one of which
+ * equals ours by the weak comparison (a W/ prefix is ignored, the quoted opaque tags must be
+ * identical). A malformed member never matches. */
 static bool etag_matches(const char *inm, const char *etag)
 {
     if (!inm) {
         return false;
     }
+    size_t etag_len = strlen(etag);
     const char *p = inm;
-    while (*p == ' ' || *p == '\t') {
-        p++;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',') {
+            p++;
+        }
+        if (*p == '\0') {
+            return false;
+        }
+        const char *start = p;
+        while (*p && *p != ',') {
+            p++;
+        }
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+            end--;
+        }
+        size_t len = (size_t)(end - start);
+        if (len == 1 && start[0] == '*') {
+            return true;
+        }
+        if (len > 2 && start[0] == 'W' && start[1] == '/') {
+            start += 2;
+            len -= 2;
+        }
+        if (len == etag_len && memcmp(start, etag, len) == 0) {
+            return true;
+        }
     }
-    if (p[0] == '*' && (p[1] == '\0' || p[1] == ' ')) {
-        return true;
-    }
-    return strstr(inm, etag) != NULL;
 }
 
 /* When shared caches may keep a response (a public named query), the key's scope must be
@@ -120,6 +143,7 @@ static void log_answered(dg_server_t *s, dg_http_req_t *r, const json_t *req, in
         .rows = rows,
         .bytes = bytes,
         .cache = cache,
+        .params = kind && strcmp(kind, "named") == 0 ? json_object_get(req, "params") : NULL,
     };
     dg_server__qlog(s, r, &q);
 }
@@ -137,7 +161,17 @@ static void respond_entry(dg_server_t *s, dg_http_req_t *r, const char *qid, con
     snprintf(age, sizeof age, "%lld", (long long)dg_cache_entry_age_s(s->cache, e));
     snprintf(cx->timing, sizeof cx->timing, "cache;dur=%.3f;desc=hit",
              (double)(dg_now_us() - cx->lookup_us) / 1000.0);
-    bool is_304 = etag_matches(dg_http_req_header(r, "If-None-Match"), etag);
+    /* A match answers GET and HEAD with 304; for other methods (POST) the precondition failed:
+     * 412, and nothing is sent of the entry (RFC 9110 §13.1.2). */
+    bool is_match = etag_matches(dg_http_req_header(r, "If-None-Match"), etag);
+    bool is_304 = is_match && (r->method == DG_HTTP_GET || r->method == DG_HTTP_HEAD);
+    if (is_match && !is_304) {
+        dg_http_respond_error(r, DG_PRECONDITION_FAILED,
+                              "If-None-Match matches the current representation", qid, 0);
+        log_answered(s, r, req, dg_rc_http_status(DG_PRECONDITION_FAILED), DG_PRECONDITION_FAILED,
+                     0, 0, "hit");
+        return;
+    }
     dg_http_header_t hd[9] = {
         {"X-Query-Id", qid},
         {"ETag", etag},
@@ -342,8 +376,10 @@ void dg_server__cache_head(dg_server_cache_req_t *cx, int status, const json_t *
     snprintf(cx->head.content_type, sizeof cx->head.content_type, "%s", content_type);
     snprintf(cx->head.content_encoding, sizeof cx->head.content_encoding, "%s",
              coding ? coding : "");
-    /* "stored" is the intent: a body that outgrows cache_max_entry_bytes is still dropped. */
-    snprintf(cx->status, sizeof cx->status, "duckgate; fwd=uri-miss; stored");
+    /* No "stored" here: the head goes out before the body, which may yet outgrow
+     * cache_max_entry_bytes (or fail) and not be stored. The ETag says the response is
+     * deterministic; the next request's hit, or the admin counters, say it was stored. */
+    snprintf(cx->status, sizeof cx->status, "duckgate; fwd=uri-miss");
     h[2].value = cx->etag;
 }
 
@@ -445,7 +481,8 @@ void dg_server__h_cache(dg_http_req_t *r, void *ctx)
 {
     dg_server_t *s = ctx;
     const dg_str_t *db = r->match.n_caps > 0 ? &r->match.cap[0] : NULL;
-    if (!dg_server__authorize(s, r, DG_ROLE_ADMIN, db, NULL)) {
+    /* Rate limited like every other admin route; it still answers while the server drains. */
+    if (!dg_server__authorize(s, r, DG_ROLE_ADMIN, db, NULL) || !dg_server__rate_admit(s, r)) {
         return;
     }
     int idx = -1;
@@ -469,11 +506,15 @@ void dg_server__h_cache(dg_http_req_t *r, void *ctx)
         if (s->cache) {
             dg_cache_stats(s->cache, -1, &all);
         }
-        rc = dg_buf_printf(&b,
-                           "{\"enabled\":%s,\"max_bytes\":%llu,\"max_entry_bytes\":%llu,\"total\":",
-                           s->cache ? "true" : "false",
-                           (unsigned long long)(s->cache ? dg_cache_max_bytes(s->cache) : 0),
-                           (unsigned long long)(s->cache ? dg_cache_max_entry_bytes(s->cache) : 0));
+        dg_cache_t *c = s->cache;
+        rc =
+            dg_buf_printf(&b,
+                          "{\"enabled\":%s,\"max_bytes\":%llu,\"max_entry_bytes\":%llu,"
+                          "\"max_entries_per_db\":%llu,\"ttl_s\":%lld,\"total\":",
+                          c ? "true" : "false", (unsigned long long)(c ? dg_cache_max_bytes(c) : 0),
+                          (unsigned long long)(c ? dg_cache_max_entry_bytes(c) : 0),
+                          (unsigned long long)(c ? dg_cache_max_entries_per_db(c) : 0),
+                          (long long)(c ? dg_cache_ttl_ms(c) / 1000 : 0));
         if (rc == DG_OK) {
             rc = stats_json(&b, "*", &all);
         }

@@ -131,7 +131,8 @@ static json_t *request_values(dg_http_req_t *r, const char *qid, const dg_named_
         for (size_t i = 0; i < n; i++) {
             kv[i] = (dg_named_kv_t){r->target.args.a[i].key, r->target.args.a[i].value};
         }
-        static const char *const ignore[] = {"format", NULL};
+        /* format picks the output, cache=bypass is read by the cache (admins only). */
+        static const char *const ignore[] = {"format", "cache", NULL};
         rc = dg_named_values_from_args(q, kv, n, ignore, &vals, &errs);
     }
     if (rc == DG_INVALID_PARAMS) {

@@ -6,16 +6,20 @@ and the metrics."""
 
 import concurrent.futures
 import gzip
+import itertools
 import json
 import os
 import re
 import signal
+import subprocess
+import tempfile
 import time
 
 import pytest
 
 import dgserver
 from dgserver import add_key, assert_error
+from duckdb_reader import DuckDB
 
 RW_SQL = """
 CREATE TABLE items (id INTEGER, name VARCHAR);
@@ -38,6 +42,11 @@ NAMED = {
     "main/uncached.sql": "-- @roles viewer\n-- @cache_ttl 0\n"
                          "SELECT count(*) AS n FROM t\n",
     "crw/count.sql": "-- @roles viewer\nSELECT count(*) AS n, max(id) AS m FROM items\n",
+    "crw/names.sql": "-- @roles viewer\n-- @param after INTEGER default=0\n"
+                     "SELECT string_agg(name, ',' ORDER BY id) AS names FROM items "
+                     "WHERE id > $after\n",
+    "cswap/maxv.sql": "-- @roles viewer\n-- @param min INTEGER default=0\n"
+                      "SELECT max(v) AS v FROM t WHERE v >= $min\n",
 }
 
 
@@ -90,7 +99,10 @@ def is_hit(r):
 
 
 def is_stored_miss(r):
-    return r.status_code == 200 and status(r) == "duckgate; fwd=uri-miss; stored"
+    """A miss whose response is deterministic and is being stored (if it fits): the head cannot
+    promise "stored" (docs/cache.md), the ETag marks it storable."""
+    return (r.status_code == 200 and status(r) == "duckgate; fwd=uri-miss"
+            and "ETag" in r.headers)
 
 
 def cache_stats(s, db=None):
@@ -158,17 +170,39 @@ def test_hit_replays_bytes_and_needs_no_engine(srv):
 
 
 def test_not_modified(srv):
+    # GET (a named query, the catalog): a matching If-None-Match answers 304 with no body.
+    for path in ("/api/q/main/by_id?id=42", "/api/databases/other"):
+        a = srv.get(path, headers=hdr(srv, "viewer"))
+        assert a.status_code == 200, a.text[:300]
+        etag = a.headers["ETag"]
+        for inm in (etag, "W/" + etag, '"nope", W/"x",' + etag, "*", '"a" ,\t' + etag):
+            r = srv.get(path, headers=hdr(srv, "viewer", **{"If-None-Match": inm}))
+            assert r.status_code == 304, (path, inm, r.status_code)
+            assert r.content == b""
+            assert r.headers["ETag"] == etag
+            assert r.headers["Cache-Status"].startswith("duckgate; hit")
+            assert "Content-Encoding" not in r.headers
+        for inm in ('"0000"', etag[:-2] + '"', "W/", '"a", "b"', etag + "x"):
+            r = srv.get(path, headers=hdr(srv, "viewer", **{"If-None-Match": inm}))
+            assert r.status_code == 200 and r.content == a.content, (path, inm)
+        h = srv.request("HEAD", path, headers=hdr(srv, "viewer", **{"If-None-Match": etag}))
+        assert h.status_code == 304
+    # POST: a match means the precondition failed (RFC 9110 13.1.2): 412, never 304.
     sql = "SELECT id, name FROM t WHERE id < 5 ORDER BY id"
     a = q(srv, sql)
     assert a.status_code == 200
     etag = a.headers["ETag"]
-    r = q(srv, sql, headers={"If-None-Match": etag})
-    assert r.status_code == 304
-    assert r.content == b""
-    assert r.headers["ETag"] == etag
-    assert r.headers["Cache-Status"].startswith("duckgate; hit")
-    r = q(srv, sql, headers={"If-None-Match": 'W/"nope", ' + etag})
-    assert r.status_code == 304
+    for inm in (etag, "W/" + etag, 'W/"nope", ' + etag, "*"):
+        r = q(srv, sql, headers={"If-None-Match": inm})
+        assert_error(r, 412, "PRECONDITION_FAILED")
+    def post_named(**extra):
+        return srv.post("/api/q/main/by_id", data=json.dumps({"params": {"id": 43}}),
+                        headers=hdr(srv, "viewer", **dict({"Content-Type": "application/json"},
+                                                          **extra)))
+    n = post_named()
+    assert n.status_code == 200
+    assert_error(post_named(**{"If-None-Match": n.headers["ETag"]}), 412, "PRECONDITION_FAILED")
+    assert post_named(**{"If-None-Match": etag}).content == n.content  # another key's tag
     r = q(srv, sql, headers={"If-None-Match": '"0000"'})
     assert r.status_code == 200 and r.content == a.content
 
@@ -417,7 +451,9 @@ def test_eviction_by_entries(small):
     assert is_hit(q(small, sqls[0]))  # sqls[1] is now the least recently used
     assert is_stored_miss(q(small, sqls[3]))
     assert is_stored_miss(q(small, sqls[1]))  # evicted
-    main = cache_stats(small, "main")["databases"][0]
+    st = cache_stats(small, "main")
+    assert st["max_entries_per_db"] == 3 and st["max_entry_bytes"] == 4096
+    main = st["databases"][0]
     assert main["entries"] == 3 and main["evictions"] >= 2
     # Another database has its own cap.
     assert is_stored_miss(q(small, "SELECT 1 AS x", db="other"))
@@ -504,3 +540,306 @@ def test_bad_cache_setting(binary, fixtures, tmp_root):
         s.start()
     assert "bad value \"maybe\" for cache: expected on or off" in s.log()
     s.close()
+
+
+# ---- admin bypass on named queries ----------------------------------------------------------------
+
+
+def test_admin_bypass_named(srv):
+    a = named(srv, "main", "by_id", role="admin", id=11)
+    assert is_stored_miss(a), (a.status_code, a.text[:300])
+    assert is_hit(named(srv, "main", "by_id", role="admin", id=11))
+    # ?cache=bypass is not a parameter of the query: an admin's GET runs it again.
+    r = named(srv, "main", "by_id", role="admin", id=11, cache="bypass")
+    assert r.status_code == 200 and status(r) == "duckgate; fwd=bypass", (r.status_code, r.text)
+    assert r.json()["rows"] == a.json()["rows"]
+    r = srv.get("/api/q/main/by_id?id=11", headers=hdr(srv, "admin", **{"Cache-Control": "no-cache"}))
+    assert r.status_code == 200 and status(r) == "duckgate; fwd=bypass"
+    r = srv.post("/api/q/main/by_id?cache=bypass", data=json.dumps({"params": {"id": 11}}),
+                 headers=hdr(srv, "admin", **{"Content-Type": "application/json"}))
+    assert r.status_code == 200 and status(r) == "duckgate; fwd=bypass"
+    # Bypassing does not touch the entry.
+    assert is_hit(named(srv, "main", "by_id", role="admin", id=11))
+    # Anyone else: the argument is refused, the header (a browser reload) is ignored.
+    assert_error(named(srv, "main", "by_id", role="viewer", id=11, cache="bypass"), 403,
+                 "FORBIDDEN")
+    r = srv.post("/api/q/main/by_id?cache=bypass", data=json.dumps({"params": {"id": 11}}),
+                 headers=hdr(srv, "viewer", **{"Content-Type": "application/json"}))
+    assert_error(r, 403, "FORBIDDEN")
+    assert_error(named(srv, "main", "by_id", role="admin", id=11, cache="nope"), 400,
+                 "BAD_REQUEST")
+    named(srv, "main", "by_id", role="viewer", id=11)
+    r = srv.get("/api/q/main/by_id?id=11", headers=hdr(srv, "viewer", **{"Cache-Control": "no-cache"}))
+    assert is_hit(r), r.headers
+
+
+# ---- never stale, every format and coding ---------------------------------------------------------
+
+DECODERS = {"gzip": ["gzip", "-d", "-c"], "zstd": ["zstd", "-d", "-c"], "br": ["brotli", "-d", "-c"]}
+
+
+def fetch(s, path, role="analyst", enc=None, body=None):
+    """GET (body None) or POST path; returns (response, wire bytes, decoded bytes)."""
+    h = hdr(s, role, **{"Accept-Encoding": enc or "identity"})
+    if body is None:
+        r = s.get(path, headers=h, stream=True, timeout=120)
+    else:
+        h["Content-Type"] = "application/json"
+        r = s.post(path, data=json.dumps(body), headers=h, stream=True, timeout=120)
+    wire = r.raw.read(decode_content=False)
+    r.close()
+    coding = r.headers.get("Content-Encoding")
+    if r.status_code == 200:
+        assert coding == (enc if enc else None) or (coding is None and "parquet" in path), \
+            (path, enc, coding)
+    data = wire
+    if coding:
+        p = subprocess.run(DECODERS[coding], input=wire, stdout=subprocess.PIPE, timeout=60)
+        assert p.returncode == 0, (path, coding)
+        data = p.stdout
+    return r, wire, data
+
+
+_marks = itertools.count(1)
+
+
+def never_stale(s, path, body, enc, write):
+    """The flow: a storable miss, a hit with the same wire bytes, write() (returns a marker the
+    new data holds), then a miss whose decoded body holds the marker, then its hit."""
+    a, wa, da = fetch(s, path, enc=enc, body=body)
+    assert is_stored_miss(a), (path, enc, a.status_code, a.headers, wa[:300])
+    b, wb, _ = fetch(s, path, enc=enc, body=body)
+    assert is_hit(b) and wb == wa, (path, enc, b.headers)
+    assert b.headers.get("ETag") == a.headers["ETag"]
+    mark = write()
+    assert mark not in da
+    c, wc, dc = fetch(s, path, enc=enc, body=body)
+    assert is_stored_miss(c), (path, enc, c.headers)
+    assert c.headers["ETag"] != a.headers["ETag"]
+    assert mark in dc, (path, enc, dc[:300])
+    d, wd, _ = fetch(s, path, enc=enc, body=body)
+    assert is_hit(d) and wd == wc, (path, enc, d.headers)
+
+
+def insert_mark(s):
+    mark = "mark%d_%d" % (os.getpid(), next(_marks))
+    admin_sql(s, "crw", "INSERT INTO items SELECT max(id) + 1, '%s' FROM items" % mark)
+    return mark.encode()
+
+
+NAMES_SQL = "SELECT string_agg(name, ',' ORDER BY id) AS names FROM items WHERE id > 0"
+FORMATS = ["json", "ndjson", "csv", "tsv", "arrow"]
+CODINGS = [None, "gzip", "zstd", "br"]
+
+
+@pytest.mark.parametrize("fmt,enc", [(f, e) for f in FORMATS for e in CODINGS])
+def test_never_stale_every_format_and_coding_sql(srv, fmt, enc):
+    never_stale(srv, "/api/query/crw?format=" + fmt, {"sql": NAMES_SQL}, enc,
+                lambda: insert_mark(srv))
+
+
+@pytest.mark.parametrize("fmt,enc", [(f, e) for f in FORMATS for e in CODINGS])
+def test_never_stale_every_format_and_coding_named(srv, fmt, enc):
+    never_stale(srv, "/api/q/crw/names?format=%s&after=0" % fmt, None, enc,
+                lambda: insert_mark(srv))
+
+
+def read_parquet_value(data, sql="SELECT max(v) FROM read_parquet('%s')"):
+    with tempfile.NamedTemporaryFile(suffix=".parquet", delete=False) as f:
+        f.write(data)
+        path = f.name
+    try:
+        duck = DuckDB()
+        try:
+            return duck.query(sql % path)[0][0]
+        finally:
+            duck.close()
+    finally:
+        os.unlink(path)
+
+
+def swap_to(s, v):
+    nxt = os.path.join(s.data_dir, "cswap.duckdb.next")
+    dgserver.exec_sql(s.binary, nxt, swap_sql(v))
+    r = s.post("/api/admin/reload/cswap", headers=hdr(s, "admin"), timeout=180)
+    assert r.status_code == 200, r.text[:300]
+
+
+def test_never_stale_after_swap_parquet_and_named(srv):
+    """Parquet (served only from read-only databases, so a swap is its data change) for raw SQL
+    and a named query, and a named query in JSON: hit, swap, the next read has the new data."""
+    reqs = [("/api/query/cswap?format=parquet", {"sql": "SELECT max(v) AS v FROM t"}, "gzip"),
+            ("/api/q/cswap/maxv?format=parquet&min=0", None, None),
+            ("/api/q/cswap/maxv?format=json&min=0", None, "zstd"),
+            ("/api/q/cswap/maxv?format=csv&min=0", None, "br")]
+
+    def value(path, data):
+        if "parquet" in path:
+            assert data[:4] == b"PAR1" and data[-4:] == b"PAR1"
+            return int(read_parquet_value(data))
+        if "json" in path:
+            return json.loads(data)["rows"][0][0]
+        return int(data.decode().splitlines()[1])
+
+    before = []
+    for path, body, enc in reqs:
+        a, wa, da = fetch(srv, path, role="admin", enc=enc, body=body)
+        assert is_stored_miss(a), (path, a.status_code, a.headers, wa[:300])
+        b, wb, _ = fetch(srv, path, role="admin", enc=enc, body=body)
+        assert is_hit(b) and wb == wa, (path, b.headers)
+        before.append((a.headers["ETag"], value(path, da)))
+    v0 = before[0][1]
+    assert all(v == v0 for _, v in before), before
+    swap_to(srv, v0 + 10)
+    for (path, body, enc), (etag, _) in zip(reqs, before):
+        c, wc, dc = fetch(srv, path, role="admin", enc=enc, body=body)
+        assert is_stored_miss(c), (path, c.headers)
+        assert c.headers["ETag"] != etag
+        assert value(path, dc) == v0 + 10, path
+        d, wd, _ = fetch(srv, path, role="admin", enc=enc, body=body)
+        assert is_hit(d) and wd == wc, (path, d.headers)
+
+
+def test_parquet_is_cached_with_the_volatile_rule(srv):
+    sql = "SELECT v, v * 2 AS w FROM t"
+    a, wa, _ = fetch(srv, "/api/query/cswap?format=parquet", body={"sql": sql})
+    assert is_stored_miss(a), (a.status_code, a.headers, wa[:300])
+    assert a.headers["Content-Type"] == "application/vnd.apache.parquet"
+    b, wb, _ = fetch(srv, "/api/query/cswap?format=parquet", body={"sql": sql})
+    assert is_hit(b) and wb == wa
+    assert b.headers["Content-Type"] == "application/vnd.apache.parquet"
+    for _ in range(2):
+        r, w, _ = fetch(srv, "/api/query/cswap?format=parquet",
+                        body={"sql": "SELECT v + random() AS r FROM t"})
+        assert r.status_code == 200 and w[:4] == b"PAR1"
+        assert status(r) == "duckgate; fwd=uri-miss; detail=volatile", r.headers
+        assert "ETag" not in r.headers
+
+
+def test_parquet_over_the_entry_cap_streams_uncached(small):
+    # Incompressible strings: the file is well over the 4 KiB entry cap.
+    sql = "SELECT i, md5(i::VARCHAR) AS h FROM range(2000) r(i)"
+    before = cache_stats(small, "cswap")["databases"][0]
+    for _ in range(2):
+        r, w, _ = fetch(small, "/api/query/cswap?format=parquet", body={"sql": sql})
+        assert r.status_code == 200 and w[:4] == b"PAR1" and w[-4:] == b"PAR1"
+        assert len(w) > 4096
+        assert status(r) == "duckgate; fwd=uri-miss" and not is_hit(r)
+        assert int(read_parquet_value(w, "SELECT count(*) FROM read_parquet('%s')")) == 2000
+    after = cache_stats(small, "cswap")["databases"][0]
+    assert after["too_big"] >= before["too_big"] + 2
+    assert after["stored"] == before["stored"]
+
+
+def test_never_stale_after_write_job(srv):
+    path = "/api/q/crw/names?format=ndjson&after=0"
+    a, _, da = fetch(srv, path)
+    b, _, _ = fetch(srv, path)
+    assert is_hit(b), b.headers
+    mark = "job%d_%d" % (os.getpid(), next(_marks))
+    r = srv.post("/api/admin/jobs", data=json.dumps(
+        {"db": "crw", "sql": "INSERT INTO items SELECT max(id) + 1, '%s' FROM items" % mark}),
+        headers=hdr(srv, "admin", **{"Content-Type": "application/json"}))
+    assert r.status_code == 202, r.text[:300]
+    jid = r.json()["id"]
+    end = time.monotonic() + 120
+    while True:
+        j = srv.get("/api/admin/jobs/" + jid, headers=hdr(srv, "admin")).json()
+        if j["state"] in ("done", "failed", "cancelled"):
+            break
+        assert time.monotonic() < end, j
+        time.sleep(0.05)
+    assert j["state"] == "done", j
+    assert mark.encode() not in da
+    c, _, dc = fetch(srv, path)
+    assert is_stored_miss(c), c.headers
+    assert mark.encode() in dc
+
+
+# ---- "stored" only when certain; too big under single-flight --------------------------------------
+
+
+def test_too_big_miss_never_says_stored(small):
+    sql = "SELECT i, 'row ' || i AS s FROM range(5000) r(i) ORDER BY i"
+    r = q(small, sql, fmt="csv")
+    assert r.status_code == 200 and len(r.content) > 4096
+    # The head went out before the body outgrew the cap: it makes no promise.
+    assert "stored" not in status(r) and status(r) == "duckgate; fwd=uri-miss"
+    assert not is_hit(q(small, sql, fmt="csv"))
+    # A small one is stored, and the next request is the proof.
+    assert is_stored_miss(q(small, "SELECT 42 AS x"))
+    assert is_hit(q(small, "SELECT 42 AS x"))
+
+
+def test_single_flight_too_big_streams_to_every_caller(small):
+    # 20 identical concurrent requests of a result over the entry cap: each gets the whole,
+    # correct body (the leader streams; the followers run their own), nothing is stored.
+    sql = "SELECT i, 'row ' || i AS s FROM range(30000) r(i) WHERE hash(i) %% 3 <> 7 ORDER BY i"
+    before = cache_stats(small, "main")["databases"][0]
+
+    def one(_):
+        return small.post("/api/query/main?format=ndjson", data=json.dumps({"sql": sql % ()}),
+                          headers=hdr(small, "analyst"), timeout=120)
+
+    with concurrent.futures.ThreadPoolExecutor(20) as ex:
+        rs = list(ex.map(one, range(20)))
+    for r in rs:
+        assert r.status_code == 200, r.text[:200]
+        lines = r.text.splitlines()
+        assert sum(len(json.loads(ln)["rows"]) for ln in lines if '"type":"rows"' in ln) == 30000
+        assert json.loads(lines[-1])["type"] == "end"
+        assert not is_hit(r)
+    after = cache_stats(small, "main")["databases"][0]
+    assert after["stored"] == before["stored"]
+    assert after["too_big"] >= before["too_big"] + 1
+
+
+# ---- defaults and admin rate limits -------------------------------------------------------------
+
+
+def test_defaults(srv):
+    # 10% of the memory budget the server computed at start (logged), 2000 entries per database,
+    # a TTL of 30 days, as the admin view reports them.
+    st = cache_stats(srv)
+    budget = re.search(r"resources memory_budget=(\d+) ", srv.log())
+    assert budget, srv.log()[-3000:]
+    assert int(budget.group(1)) > 0
+    assert st["max_bytes"] == int(budget.group(1)) // 10
+    assert st["max_entries_per_db"] == 2000
+    assert st["ttl_s"] == 30 * 86400
+    assert st["max_entry_bytes"] > 0
+
+
+def test_admin_cache_routes_are_rate_limited(make_server, binary, fixtures):
+    s = start(make_server, binary, fixtures, engines=1, slots=1,
+              extra=["--rate-limit", "on", "--admin-rate-burst-per-s", "100",
+                     "--admin-rate-per-min", "3"])
+    try:
+        assert s.get("/api/admin/cache", headers=hdr(s, "admin")).status_code == 200
+        assert s.request("DELETE", "/api/admin/cache/main",
+                         headers=hdr(s, "admin")).status_code == 200
+        assert s.get("/api/admin/cache/main", headers=hdr(s, "admin")).status_code == 200
+        for r in (s.get("/api/admin/cache", headers=hdr(s, "admin")),
+                  s.request("DELETE", "/api/admin/cache", headers=hdr(s, "admin"))):
+            assert_error(r, 429, "RATE_LIMITED")
+            assert int(r.headers["Retry-After"]) >= 1
+    finally:
+        s.close()
+
+
+def test_named_ttl_bounded_by_server_ttl(make_server, binary, fixtures):
+    # by_id says @cache_ttl 60; the server's backstop of 1 s is the smaller, so it wins.
+    s = start(make_server, binary, fixtures, engines=1, slots=1, extra=["--cache-ttl-s", "1"])
+    try:
+        assert cache_stats(s)["ttl_s"] == 1
+        t0 = time.monotonic()
+        assert is_stored_miss(named(s, "main", "by_id", id=5))
+        assert is_hit(named(s, "main", "by_id", id=5)) or time.monotonic() - t0 >= 1.0
+        end = time.monotonic() + 30
+        while is_hit(named(s, "main", "by_id", id=5)):
+            assert time.monotonic() < end, "the entry outlived the server's cache_ttl_s"
+            time.sleep(0.1)
+        assert time.monotonic() - t0 >= 0.9
+        assert cache_stats(s, "main")["databases"][0]["expired"] >= 1
+    finally:
+        s.close()

@@ -8,6 +8,7 @@ Every server gets its own copy of tests/integration/named_queries (the tests edi
 import gzip
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -269,10 +270,13 @@ def decode(data, coding):
     if coding == "zstd":
         return subprocess.run(["zstd", "-d", "-c"], input=data, stdout=subprocess.PIPE,
                               check=True).stdout
+    if coding == "br":
+        return subprocess.run(["brotli", "-d", "-c"], input=data, stdout=subprocess.PIPE,
+                              check=True).stdout
     return data
 
 
-@pytest.mark.parametrize("coding", [None, "gzip", "zstd"])
+@pytest.mark.parametrize("coding", [None, "gzip", "zstd", "br"])
 @pytest.mark.parametrize("fmt", ["json", "ndjson", "csv", "tsv", "parquet", "arrow"])
 def test_formats_and_codings(srv, fmt, coding):
     params = [("ids", "2"), ("ids", "4"), ("ids", "5")]
@@ -453,6 +457,24 @@ def test_listing(srv):
     assert [e["name"] for e in srv.get("/api/q/other").json()["queries"]] == ["secret"]
 
 
+def server_routes():
+    """{pattern: {METHOD, ...}} of the route table in src/server/server.c (the source the binary
+    was built from), with DG_SERVER_QLOG_DB resolved from server_int.h."""
+    src = os.path.join(HERE, "..", "..", "src", "server")
+    with open(os.path.join(src, "server.c")) as f:
+        text = f.read()
+    with open(os.path.join(src, "server_int.h")) as f:
+        qlog_db = re.search(r'#define DG_SERVER_QLOG_DB "([^"]+)"', f.read()).group(1)
+    block = re.search(r"static const dg_http_route_t routes\[\] = \{(.*?)\n\};", text, re.S).group(1)
+    block = re.sub(r"/\*.*?\*/", "", block, flags=re.S)
+    out = {}
+    for m in re.finditer(r'\{\s*"([^"]+)"(\s*DG_SERVER_QLOG_DB)?\s*,\s*([^,]+),', block):
+        path = m.group(1) + (qlog_db if m.group(2) else "")
+        out.setdefault(path, set()).update(re.findall(r"DG_HTTP_M\(DG_HTTP_(\w+)\)", m.group(3)))
+    assert out, "no routes parsed"
+    return out
+
+
 def test_openapi(srv):
     r = srv.get("/api/openapi.json")
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
@@ -461,6 +483,18 @@ def test_openapi(srv):
     paths = doc["paths"]
     for route in ROUTES:
         assert route in paths, route
+    # Every route of the server's route table, with each of its methods (HEAD rides on GET).
+    table = server_routes()
+    assert len(table) >= len(ROUTES)
+    for route, methods in table.items():
+        assert route in paths, route
+        for m in methods:
+            op = paths[route].get(m.lower())
+            assert op and op.get("summary") and op.get("responses"), (route, m)
+        assert set(k.upper() for k in paths[route]) == set(methods), (route, methods)
+    # And nothing but them and the named queries.
+    extra = set(paths) - set(table)
+    assert all(p.startswith("/api/q/") and p.count("/") == 4 for p in extra), extra
     assert "post" in paths["/api/query/{db}"] and "get" in paths["/api/query/{db}"]
     assert [p["name"] for p in paths["/api/q/{db}/{name}"]["get"]["parameters"]] == ["db", "name"]
     for name in NAMED:
@@ -577,3 +611,46 @@ def test_swap_closes_cached_connections(make_server, fixtures, binary):
     # No engine keeps the replaced file open through a cached named-query connection.
     wait_for(old_closed)
     s.close()
+
+
+# --------------------------------------------------------------------------------------------
+# @timeout_ms and @max_rows as behaviour, against the caller's role caps (the smaller wins)
+
+
+def test_deadline_and_row_caps(make_server):
+    s = make_server(dbs=("main",), start=False,
+                    extra=["--queries-dir", "QDIR", "--public-max-rows", "4",
+                           "--public-timeout-ms", "2500"])
+    s.qdir = os.path.join(s.dir, "queries")
+    os.makedirs(os.path.join(s.qdir, "main"))
+    slow = "SELECT count(*) AS n FROM range(100000000000) r(i) WHERE hash(i) % 7 = 99\n"
+    write(os.path.join(s.qdir, "main", "slow_own.sql"), "-- @timeout_ms 500\n" + slow)
+    write(os.path.join(s.qdir, "main", "slow_role.sql"), "-- @timeout_ms 600000\n" + slow)
+    write(os.path.join(s.qdir, "main", "rows_own.sql"),
+          "-- @max_rows 2\nSELECT range AS i FROM range(100)\n")
+    write(os.path.join(s.qdir, "main", "rows_role.sql"),
+          "-- @max_rows 50\nSELECT range AS i FROM range(100)\n")
+    s.args[s.args.index("QDIR")] = s.qdir
+    s.start()
+    try:
+        # @timeout_ms below the role's deadline: 504 TIMEOUT after about 0.5 s.
+        t0 = time.monotonic()
+        assert_error(q(s, "main/slow_own"), 504, "TIMEOUT")
+        own = time.monotonic() - t0
+        # The role's deadline below @timeout_ms: 504 after about 2.5 s, not ten minutes.
+        t0 = time.monotonic()
+        assert_error(q(s, "main/slow_role", timeout=120), 504, "TIMEOUT")
+        role = time.monotonic() - t0
+        assert 0.45 <= own < 0.5 + 10, own
+        assert 2.4 <= role < 2.5 + 10, role
+        assert own < role
+        # @max_rows below the role's cap wins, and the role's cap below @max_rows wins.
+        doc = assert_ok(q(s, "main/rows_own"))
+        assert doc["rows"] == [[0], [1]] and doc["truncated"] is True
+        doc = assert_ok(q(s, "main/rows_role"))
+        assert doc["rows"] == [[0], [1], [2], [3]] and doc["truncated"] is True
+        lines = q(s, "main/rows_role", {"format": "ndjson"}).text.splitlines()
+        rows = [r for ln in lines if '"type":"rows"' in ln for r in json.loads(ln)["rows"]]
+        assert rows == [[0], [1], [2], [3]]
+    finally:
+        s.close()

@@ -204,6 +204,104 @@ static void test_ttl_expiry(void **state)
     dg_cache_free(c);
 }
 
+/* Publishes body under k with a per-entry TTL (0 = the default). */
+static void put_ttl(dg_cache_t *c, const dg_cache_key_t *k, const char *body, int64_t ttl_ms)
+{
+    dg_cache_verdict_t v;
+    dg_cache_entry_t *e;
+    dg_cache_flight_t *f;
+    assert_int_equal(dg_cache_lookup(c, k, &v, &e, &f), DG_OK);
+    assert_int_equal(v, DG_CACHE_LEAD);
+    assert_true(dg_cache_flight_append(f, body, strlen(body)));
+    dg_cache_head_t h = {.status = 200};
+    assert_true(dg_cache_flight_finish(c, f, &h, false, ttl_ms));
+}
+
+/* A per-entry TTL larger than the server's never extends an entry's life: the smaller wins. */
+static void test_ttl_entry_bounded_by_default(void **state)
+{
+    (void)state;
+    fake_now_ms = 1000;
+    dg_cache_t *c = mk(1, 1 << 20, 10, 1 << 16, 5000);
+    dg_cache_key_t k;
+    key_of(&k, 0, 1, "long");
+    put_ttl(c, &k, "v", 60000);
+    fake_now_ms += 4999;
+    assert_true(hit(c, &k, "v"));
+    fake_now_ms += 1;
+    assert_false(hit(c, &k, NULL));
+    dg_cache_key_free(&k);
+    dg_cache_free(c);
+    /* With no server TTL the entry's own applies. */
+    c = mk(1, 1 << 20, 10, 1 << 16, 0);
+    key_of(&k, 0, 1, "own");
+    put_ttl(c, &k, "w", 300);
+    fake_now_ms += 299;
+    assert_true(hit(c, &k, "w"));
+    fake_now_ms += 1;
+    assert_false(hit(c, &k, NULL));
+    dg_cache_key_free(&k);
+    dg_cache_free(c);
+}
+
+/* Expired entries at the LRU tail go on the next lookup or insert of any key: an entry nobody
+ * asks for again does not keep its memory. The sweep stops at the first live entry. */
+static void test_ttl_sweeps_unused_tail(void **state)
+{
+    (void)state;
+    fake_now_ms = 1000;
+    dg_cache_t *c = mk(2, 1 << 20, 10, 1 << 16, 0);
+    dg_cache_key_t a, b, live, other, fresh;
+    key_of(&a, 0, 1, "a");
+    key_of(&b, 1, 1, "b");
+    key_of(&live, 0, 1, "live");
+    key_of(&other, 0, 1, "other");
+    key_of(&fresh, 1, 1, "fresh");
+    put_ttl(c, &a, "aaaa", 100);
+    put_ttl(c, &b, "bbbb", 100);
+    put_ttl(c, &live, "llll", 0);
+    dg_cache_stats_t st;
+    dg_cache_stats(c, -1, &st);
+    assert_int_equal(st.entries, 3);
+    uint64_t bytes_before = st.bytes;
+    fake_now_ms += 100;
+    /* A lookup of an unrelated key (a miss) drops both expired entries, of both databases. */
+    assert_false(hit(c, &other, NULL));
+    dg_cache_stats(c, -1, &st);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.expired, 2);
+    assert_true(st.bytes < bytes_before);
+    dg_cache_stats(c, 1, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.bytes, 0);
+    assert_true(hit(c, &live, "llll"));
+    /* An insert sweeps too; a live entry at the tail stops the sweep (the expired one behind it
+     * waits for its own lookup or the caps). */
+    put_ttl(c, &a, "aaaa", 50);
+    fake_now_ms += 50;
+    assert_true(hit(c, &live, "llll")); /* the tail was live: a stays, and is now the tail */
+    dg_cache_stats(c, -1, &st);
+    assert_int_equal(st.entries, 2);
+    assert_int_equal(st.expired, 2);
+    assert_true(hit(c, &live, "llll")); /* now the expired tail goes */
+    dg_cache_stats(c, -1, &st);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.expired, 3);
+    put_ttl(c, &b, "bbbb", 50);
+    assert_true(hit(c, &b, "bbbb")); /* tail: live (never expires), then b */
+    fake_now_ms += 50;               /* b expired but live is at the tail */
+    put_ttl(c, &fresh, "ffff", 0);
+    dg_cache_stats(c, -1, &st);
+    assert_int_equal(st.entries, 3);
+    assert_int_equal(st.expired, 3);
+    dg_cache_key_free(&a);
+    dg_cache_key_free(&b);
+    dg_cache_key_free(&live);
+    dg_cache_key_free(&other);
+    dg_cache_key_free(&fresh);
+    dg_cache_free(c);
+}
+
 static void test_refcount_outlives_eviction(void **state)
 {
     (void)state;
@@ -560,6 +658,8 @@ int main(void)
         cmocka_unit_test(test_lru_by_entries_per_db),
         cmocka_unit_test(test_lru_by_bytes),
         cmocka_unit_test(test_ttl_expiry),
+        cmocka_unit_test(test_ttl_entry_bounded_by_default),
+        cmocka_unit_test(test_ttl_sweeps_unused_tail),
         cmocka_unit_test(test_refcount_outlives_eviction),
         cmocka_unit_test(test_newer_version_drops_older),
         cmocka_unit_test(test_oversized_not_stored),

@@ -143,6 +143,46 @@ static void test_typed_binding(void **state)
     assert_string_equal(out, "10");
 }
 
+/* Statements are cached per long-lived connection: repeated calls of one named query, with any
+ * values, prepare it once; another query prepares once more; 16 other statements push it out of
+ * the connection's LRU, after which it is prepared again. */
+static void test_statement_prepared_once(void **state)
+{
+    (void)state;
+    dg_error_t err;
+    char out[512];
+    const char *sql = "SELECT count(*)::INTEGER FROM t WHERE id > $n /* prepared-once */";
+    const char *types = "{\"n\":\"INTEGER\"}";
+    uint64_t p0 = dg_db_named_prepares();
+    for (int i = 0; i < 20; i++) {
+        char params[32];
+        snprintf(params, sizeof params, "{\"n\":%d}", i % 10);
+        assert_int_equal(run(g_db, sql, params, types, out, sizeof out, &err), DG_OK);
+        char want[8];
+        snprintf(want, sizeof want, "%d", 10 - i % 10);
+        assert_string_equal(out, want);
+    }
+    assert_int_equal(dg_db_named_prepares() - p0, 1);
+    /* A failed bind (a bad value) does not drop the statement. */
+    assert_int_not_equal(run(g_db, sql, "{\"n\":\"x\"}", types, out, sizeof out, &err), DG_OK);
+    assert_int_equal(run(g_db, sql, "{\"n\":9}", types, out, sizeof out, &err), DG_OK);
+    assert_int_equal(dg_db_named_prepares() - p0, 1);
+    const char *other = "SELECT max(id)::INTEGER FROM t WHERE id < $n /* prepared-once */";
+    assert_int_equal(run(g_db, other, "{\"n\":5}", types, out, sizeof out, &err), DG_OK);
+    assert_string_equal(out, "4");
+    assert_int_equal(run(g_db, other, "{\"n\":6}", types, out, sizeof out, &err), DG_OK);
+    assert_int_equal(dg_db_named_prepares() - p0, 2);
+    for (int i = 0; i < 16; i++) {
+        char filler[96];
+        snprintf(filler, sizeof filler, "SELECT %d::INTEGER + $n /* filler */", i);
+        assert_int_equal(run(g_db, filler, "{\"n\":1}", types, out, sizeof out, &err), DG_OK);
+    }
+    assert_int_equal(dg_db_named_prepares() - p0, 18);
+    assert_int_equal(run(g_db, sql, "{\"n\":0}", types, out, sizeof out, &err), DG_OK);
+    assert_string_equal(out, "10");
+    assert_int_equal(dg_db_named_prepares() - p0, 19);
+}
+
 static void test_bad_values_and_sql(void **state)
 {
     (void)state;
@@ -279,9 +319,8 @@ static void test_concurrent_and_close(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_typed_binding),
-        cmocka_unit_test(test_bad_values_and_sql),
-        cmocka_unit_test(test_reuse_after_interrupt),
+        cmocka_unit_test(test_typed_binding),        cmocka_unit_test(test_statement_prepared_once),
+        cmocka_unit_test(test_bad_values_and_sql),   cmocka_unit_test(test_reuse_after_interrupt),
         cmocka_unit_test(test_concurrent_and_close),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

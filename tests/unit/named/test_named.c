@@ -155,6 +155,7 @@ static const broken_t broken_files[] = {
     {"-- @param x INTEGER[] default=1\nSELECT $x", 1, "default can only be NULL"},
     {"-- @param x INTEGER default=1 max_length=3 max_length=4\nSELECT $x", 1, "max_length"},
     {"-- @param format VARCHAR default=a\nSELECT $format", 1, "reserved"},
+    {"-- @param cache VARCHAR default=a\nSELECT $cache", 1, "reserved"},
     {"-- @param 1x INTEGER default=1\nSELECT 1", 1, "bad parameter name"},
     {"-- @param x TINYINT default=128\nSELECT $x", 1, "bad default"},
     {"-- @roles superuser\nSELECT 1", 1, "@roles must be"},
