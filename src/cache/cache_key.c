@@ -111,23 +111,43 @@ size_t dg_cache_sql_normalize(const char *sql, size_t len, char *out)
 /* SHA-256, fetched once: an implicit fetch per digest (EVP_sha256() in EVP_Digest) costs more
  * than hashing a key. */
 static EVP_MD *sha256_md;
+static pthread_key_t sha256_ctx_key; /* each thread's digest context, freed at thread exit */
+static bool has_ctx_key;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void ctx_free(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
 
 static void sha256_fetch(void)
 {
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    has_ctx_key = pthread_key_create(&sha256_ctx_key, ctx_free) == 0;
+}
+
+/* A context per thread, reused: a new one per key was a malloc/free pair on every lookup. */
+static EVP_MD_CTX *thread_ctx(void)
+{
+    if (!has_ctx_key) {
+        return NULL;
+    }
+    EVP_MD_CTX *ctx = pthread_getspecific(sha256_ctx_key);
+    if (!ctx && (ctx = EVP_MD_CTX_new()) != NULL && pthread_setspecific(sha256_ctx_key, ctx) != 0) {
+        EVP_MD_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
 }
 
 static bool sha256(const char *p, size_t len, unsigned char out[DG_CACHE_HASH_LEN])
 {
     pthread_once(&sha256_once, sha256_fetch);
-    EVP_MD_CTX *ctx = sha256_md ? EVP_MD_CTX_new() : NULL;
+    EVP_MD_CTX *ctx = sha256_md ? thread_ctx() : NULL;
     unsigned int n = 0;
-    bool ok = ctx && EVP_DigestInit_ex2(ctx, sha256_md, NULL) == 1 &&
-              EVP_DigestUpdate(ctx, p, len) == 1 && EVP_DigestFinal_ex(ctx, out, &n) == 1 &&
-              n == DG_CACHE_HASH_LEN;
-    EVP_MD_CTX_free(ctx);
-    return ok;
+    return ctx && EVP_DigestInit_ex2(ctx, sha256_md, NULL) == 1 &&
+           EVP_DigestUpdate(ctx, p, len) == 1 && EVP_DigestFinal_ex(ctx, out, &n) == 1 &&
+           n == DG_CACHE_HASH_LEN;
 }
 
 dg_rc_t dg_cache_key_init(dg_cache_key_t *k, int db, uint64_t version, const char *text, size_t len)

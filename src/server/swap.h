@@ -5,7 +5,9 @@
  * counter. The generation grows by one every time a call sees another file at the path (a
  * rename by `duckgate build`, `mv`, or the reload route), so the version changes without any
  * route being called and no cached response computed from the old file matches a later key.
- * Each call stats the path (about a microsecond, less than parsing the request): a cached stat
+ * A call stats the files only when inotify on their directory has queued an event since the
+ * last look (else it costs one poll of that queue, not a path walk per request); without
+ * inotify, or once a watched directory moved, every call stats. Never a cached stat: that
  * would let responses keyed on the old version be served for the cache's age after a rename.
  *
  * Threads: every function may be called from any connection thread. */
