@@ -24,6 +24,8 @@ typedef struct dg_config_role {
     int rate_per_min;           /* sustained rate per principal */
     int rate_burst_per_s;       /* burst rate per principal */
     char *databases;            /* comma-separated database names; "" = every database */
+    char *capabilities;         /* comma list of catalog, named, sql, admin narrowing the
+                                   role's built-in set (auth.h); "" = the built-in set */
 } dg_config_role_t;
 
 #define DG_CONFIG_N_ROLES 4
@@ -50,6 +52,7 @@ typedef struct dg_config {
     uint64_t max_url_bytes;     /* request target bytes; more get 414; default 64 KiB */
     int max_connections;        /* open connections; more are closed at once; default 1024 */
     int header_timeout_s;       /* a request head must arrive within this; default 10 */
+    int request_timeout_s;      /* head + body must arrive within this; default 60 */
     int connection_max_s;       /* a connection this old closes after its response; 3600 */
     char *cors_origins;         /* comma-separated allowed origins, `*`, or "off" (default) */
     int cors_credentials;       /* 1 = Access-Control-Allow-Credentials; default 0 */
@@ -64,7 +67,7 @@ typedef struct dg_config {
     char *meminfo_path;         /* default "/proc/meminfo" */
     /* logging */
     char *log_level;            /* debug|info|warn|error; default info */
-    char *access_log;           /* off|text|json; default text */
+    char *access_log;           /* off|text|json|combined; default text */
     char *access_log_file;      /* "-" = stderr (default), else a file opened for append */
     int trust_request_id;       /* 1 = echo a well-formed client X-Request-Id; default 0 */
     /* metrics */

@@ -63,7 +63,10 @@ typedef struct {
      role " callers: burst rate per principal (0 = rate_burst_per_s)"},                            \
     {role "_databases", K_STR, OFF(roles[i].databases), "", 0, 0, false, "LIST",                   \
      role " callers: comma-separated databases they may use, intersected with their "             \
-          "credential's scope (empty: every database)"}
+          "credential's scope (empty: every database)"},                                          \
+    {role "_capabilities", K_STR, OFF(roles[i].capabilities), "", 0, 0, false, "LIST",             \
+     role " callers: what they may use, a comma list of catalog, named, sql (and admin for the "  \
+          "admin role, which must keep it); narrows the role (empty: everything it may do)"}
 /* clang-format on */
 
 static const setting_t settings[] = {
@@ -105,8 +108,11 @@ static const setting_t settings[] = {
     {"max_connections", K_INT, OFF(max_connections), "1024", 1, 65536, false, "N",
      "open client connections; further connections are closed at once"},
     {"header_timeout_s", K_INT, OFF(header_timeout_s), "10", 1, 3600, false, "S",
-     "a request head (request line and headers) must arrive within this; else the connection "
-     "is closed (slowloris defence)"},
+     "a request head (request line and headers) must arrive within this; else 408 "
+     "REQUEST_TIMEOUT and the connection is closed (slowloris defence)"},
+    {"request_timeout_s", K_INT, OFF(request_timeout_s), "60", 1, 86400, false, "S",
+     "a whole request (head and body) must arrive within this; else 408 REQUEST_TIMEOUT and the "
+     "connection is closed (slow POST defence)"},
     {"connection_max_s", K_INT, OFF(connection_max_s), "3600", 1, 31 * 86400, false, "S",
      "a connection older than this is closed after its current response"},
     {"cors_origins", K_STR, OFF(cors_origins), "off", 0, 0, false, "LIST",
@@ -133,11 +139,12 @@ static const setting_t settings[] = {
     {"log_level", K_LOGLEVEL, OFF(log_level), "info", 0, 0, false, "LEVEL",
      "debug, info, warn or error"},
     {"access_log", K_STR, OFF(access_log), "text", 0, 0, false, "FORMAT",
-     "access log, one line per request: off, text or json"},
+     "access log, one line per request: off, text, json or combined (Apache/NCSA)"},
     {"access_log_file", K_STR, OFF(access_log_file), "-", 0, 0, false, "FILE",
      "where the access log goes (- = stderr)"},
     {"trust_request_id", K_INT, OFF(trust_request_id), "0", 0, 1, false, "0|1",
-     "1: reuse a well-formed client X-Request-Id (<= 64 of [A-Za-z0-9._-]); 0: always generate"},
+     "1: reuse a well-formed X-Request-Id (<= 64 of [A-Za-z0-9._-]) sent by a trusted_proxies "
+     "peer; 0: always generate"},
     {"metrics_listen", K_STR, OFF(metrics_listen), "main", 0, 0, false, "HOST:PORT",
      "where GET /metrics is served: main (the main listener), a separate HOST:PORT, or off "
      "(no /metrics and no request metrics)"},
@@ -282,6 +289,56 @@ static dg_rc_t range_error(const setting_t *s, const char *where, const char *va
                         (unsigned long long)s->max);
 }
 
+/* ROLE_capabilities (docs/auth.md "Capabilities"): names of catalog, named, sql and admin;
+ * admin only for the admin role, whose list must keep it (its routes cannot be lost by a
+ * typo). */
+static dg_rc_t check_capabilities(const char *name, const char *value, const char *where,
+                                  dg_error_t *err)
+{
+    static const char *const names[] = {"catalog", "named", "sql", "admin"};
+    bool is_admin = strncmp(name, "admin_", 6) == 0, has_admin = false;
+    const char *p = value;
+    while (*p) {
+        while (*p == ' ' || *p == ',') {
+            p++;
+        }
+        size_t n = strcspn(p, ", ");
+        if (n == 0) {
+            break;
+        }
+        size_t i = 0;
+        while (i < sizeof names / sizeof names[0] &&
+               !(strlen(names[i]) == n && strncmp(names[i], p, n) == 0)) {
+            i++;
+        }
+        if (i == sizeof names / sizeof names[0]) {
+            return dg_error_set(err, DG_CONFIG,
+                                "%s: unknown capability \"%.*s\" in %s: expected catalog, named, "
+                                "sql or admin",
+                                where, (int)(n < 32 ? n : 32), p, name);
+        }
+        if (i == 3 && !is_admin) {
+            return dg_error_set(err, DG_CONFIG, "%s: %s: only the admin role has admin", where,
+                                name);
+        }
+        has_admin |= i == 3;
+        p += n;
+    }
+    if (is_admin && value[0] && !has_admin) {
+        return dg_error_set(err, DG_CONFIG,
+                            "%s: admin_capabilities must include admin (the admin routes cannot "
+                            "be turned off; narrow admins with key scopes instead)",
+                            where);
+    }
+    return DG_OK;
+}
+
+static bool is_capabilities(const char *name)
+{
+    size_t n = strlen(name), k = strlen("_capabilities");
+    return n > k && strcmp(name + n - k, "_capabilities") == 0;
+}
+
 dg_rc_t dg_config_set(dg_config_t *cfg, const char *name, const char *value, dg_config_source_t src,
                       const char *where, dg_error_t *err)
 {
@@ -298,11 +355,19 @@ dg_rc_t dg_config_set(dg_config_t *cfg, const char *name, const char *value, dg_
             strcmp(s->name, "read_write_databases") != 0 && strcmp(s->name, "import_dirs") != 0) {
             return dg_error_set(err, DG_CONFIG, "%s: empty value for %s", where, s->name);
         }
+        if (is_capabilities(s->name)) {
+            dg_rc_t crc = check_capabilities(s->name, value, where, err);
+            if (crc != DG_OK) {
+                return crc;
+            }
+        }
         if (strcmp(s->name, "access_log") == 0 && strcmp(value, "off") != 0 &&
-            strcmp(value, "text") != 0 && strcmp(value, "json") != 0) {
+            strcmp(value, "text") != 0 && strcmp(value, "json") != 0 &&
+            strcmp(value, "combined") != 0) {
             return dg_error_set(
                 err, DG_CONFIG,
-                "%s: bad value \"%.64s\" for access_log: expected off, text or json", where, value);
+                "%s: bad value \"%.64s\" for access_log: expected off, text, json or combined",
+                where, value);
         }
         if (strcmp(s->name, "query_log") == 0 && strcmp(value, "on") != 0 &&
             strcmp(value, "off") != 0) {

@@ -17,9 +17,19 @@ static const char create_sql[] =
     "bytes UBIGINT, queue_ms DOUBLE, duration_ms DOUBLE, cache VARCHAR, "
     "front VARCHAR NOT NULL, seq UBIGINT NOT NULL)";
 
+/* Columns added after the first release, appended in this order to tables of every age (so files
+ * written by older versions keep working: the appender fills columns in table order). */
+static const char *const upgrade_sql[] = {
+    "ALTER TABLE " DG_DB_QLOG_TABLE " ADD COLUMN IF NOT EXISTS params_hash VARCHAR",
+    "ALTER TABLE " DG_DB_QLOG_TABLE " ADD COLUMN IF NOT EXISTS execute_ms DOUBLE",
+    "ALTER TABLE " DG_DB_QLOG_TABLE " ADD COLUMN IF NOT EXISTS encode_ms DOUBLE",
+    "ALTER TABLE " DG_DB_QLOG_TABLE " ADD COLUMN IF NOT EXISTS client_addr VARCHAR",
+};
+
 const char dg_db_qlog_select_sql[] =
-    "SELECT ts, request_id, kind, db, query, principal, role, status, code, \"rows\", bytes, "
-    "queue_ms, duration_ms, cache FROM " DG_DB_QLOG_TABLE " "
+    "SELECT ts, request_id, kind, db, query, params_hash, principal, role, client_addr, status, "
+    "code, \"rows\", bytes, queue_ms, execute_ms, encode_ms, duration_ms, cache "
+    "FROM " DG_DB_QLOG_TABLE " "
     "WHERE ($db = '' OR db = $db) AND status BETWEEN $slo AND $shi "
     "AND ($since_us = 0 OR ts >= make_timestamp($since_us)) "
     "ORDER BY ts DESC, seq DESC LIMIT $limit";
@@ -38,6 +48,9 @@ dg_rc_t dg_db_qlog_open(const char *path, uint64_t memory_limit, dg_db_t **out, 
         return rc;
     }
     rc = dg_db_exec(*out, create_sql, err);
+    for (size_t i = 0; rc == DG_OK && i < sizeof upgrade_sql / sizeof upgrade_sql[0]; i++) {
+        rc = dg_db_exec(*out, upgrade_sql[i], err);
+    }
     if (rc != DG_OK) {
         dg_db_close(*out);
         *out = NULL;
@@ -111,6 +124,14 @@ static double json_num(const json_t *row, const char *key)
     return json_is_number(v) ? json_number_value(v) : 0.0;
 }
 
+/* A number, or NULL when the row has none (a value the engine did not report). */
+static duckdb_state append_num_or_null(duckdb_appender app, const json_t *row, const char *key)
+{
+    const json_t *v = json_object_get(row, key);
+    return json_is_number(v) ? duckdb_append_double(app, json_number_value(v))
+                             : duckdb_append_null(app);
+}
+
 /* Appends one row; false when DuckDB refused a value. */
 static bool append_row(duckdb_appender app, const json_t *row, const char *front, uint64_t seq)
 {
@@ -133,7 +154,11 @@ static bool append_row(duckdb_appender app, const json_t *row, const char *front
         duckdb_append_double(app, json_num(row, "duration_ms")) == DuckDBSuccess &&
         append_str(app, row, "cache") == DuckDBSuccess &&
         duckdb_append_varchar(app, front) == DuckDBSuccess &&
-        duckdb_append_uint64(app, seq) == DuckDBSuccess;
+        duckdb_append_uint64(app, seq) == DuckDBSuccess &&
+        append_str(app, row, "params_hash") == DuckDBSuccess &&
+        append_num_or_null(app, row, "execute_ms") == DuckDBSuccess &&
+        append_num_or_null(app, row, "encode_ms") == DuckDBSuccess &&
+        append_str(app, row, "client_addr") == DuckDBSuccess;
     return ok && duckdb_appender_end_row(app) == DuckDBSuccess;
 }
 

@@ -24,15 +24,17 @@
 /* Name of the one table. */
 #define DG_DB_QLOG_TABLE "query_log"
 
-/* Opens path read-write (created when missing, with its table) as a locked instance with at most
+/* Opens path read-write (created when missing, with its table; a table written by an older
+ * version gets the columns added since) as a locked instance with at most
  * memory_limit bytes of DuckDB memory (0 = DuckDB's default) and one thread.
  * DG_IO (cannot open or create), DG_CONFIG, DG_SQL_ERROR (table cannot be created), DG_NOMEM. */
 dg_rc_t dg_db_qlog_open(const char *path, uint64_t memory_limit, dg_db_t **out, dg_error_t *err);
 
 /* Appends the rows of `rows` (a JSON array of objects as qlog.h's flusher ships them: seq, ts_ms,
  * request_id, kind, db, query, principal, role, status, code, rows, bytes, queue_ms,
- * duration_ms, cache) that came from front `front` (the front's boot id) and whose seq is above
- * the highest seq already stored for that front, in one appender flush (one transaction).
+ * duration_ms, cache, and the later columns params_hash, execute_ms, encode_ms, client_addr; a
+ * missing key is stored as NULL) that came from front `front` (the front's boot id) and whose seq
+ * is above the highest seq already stored for that front, in one appender flush (one transaction).
  * *io_last_seq caches that highest seq between calls: pass *io_known = false the first time
  * (it is then read from the table) and keep both for later calls with the same front.
  * *out_appended gets the rows written. DG_BAD_REQUEST (not an array of objects, seq missing),

@@ -18,7 +18,7 @@
 #define DG_DUCKDB_VERSION "unknown"
 #endif
 
-static const char *const kinds[] = {"sql"};
+static const char *const kinds[] = {"sql", "named", "admin", "job"};
 static const char *const reasons[] = {"deadline", "disconnect", "cancel"};
 static const char *const encodings[] = {"identity", "gzip", "zstd", "br"};
 
@@ -58,7 +58,7 @@ dg_metrics_gw_t *dg_metrics_gw_new(const char *const *dbs, size_t n_dbs, const c
                            "route", "method", "status", 1024);
     g->queries =
         fam(r, C, "duckgate_queries_total", "Queries finished, by database, kind and HTTP status.",
-            3, "db", "kind", "status", 64 * ndb);
+            3, "db", "kind", "status", 128 * ndb);
     g->query_duration =
         fam(r, H, "duckgate_query_duration_seconds",
             "Query time from arrival to the end of the response.", 2, "db", "kind", NULL, 4 * ndb);
@@ -115,9 +115,11 @@ dg_metrics_gw_t *dg_metrics_gw_new(const char *const *dbs, size_t n_dbs, const c
     /* Pre-create the series dashboards and alerts read, so they exist (at 0) from the first
      * scrape: rate() over a series that appears later misses its first increment. */
     for (size_t i = 0; i < n_dbs; i++) {
-        const char *q[3] = {dbs[i], kinds[0], "200"};
-        dg_metric_series(g->queries, q);
-        dg_metric_series(g->query_duration, q);
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+            const char *q[3] = {dbs[i], kinds[k], "200"};
+            dg_metric_series(g->queries, q);
+            dg_metric_series(g->query_duration, q);
+        }
     }
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
         dg_metric_series(g->interrupts, &reasons[i]);

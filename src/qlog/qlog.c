@@ -3,17 +3,22 @@
  * The ring is a fixed array of `capacity` entries used circularly: `head` is the oldest pending
  * row, `count` how many there are; entry (head + i) % capacity holds a larger sequence number
  * than the entry before it, because rows are appended in sequence order and only ever leave
- * from the head (acknowledged or dropped). One mutex guards everything; the JSON of a row is built
- * before the lock is taken, so recording holds it only for a pointer swap.
+ * from the head (acknowledged or dropped). One mutex guards the ring.
+ *
+ * The hot path is dg_qlog_record, once per query request: it copies the row's strings into one
+ * allocation (a compact, immutable record) before taking the lock, and holds the lock only to
+ * link it. Records are refcounted: the ring holds one reference, and dg_qlog__peek takes one
+ * per record of its batch under the lock and formats the JSON after releasing it, so a row
+ * dropped meanwhile (ring full) stays readable until the flusher lets go.
  *
  * The flusher wakes every flush_ms, when min(batch_rows, capacity / 2) rows are pending, or when
- * dg_qlog_sync asks; it copies a batch out under the lock, ships it without the lock and
- * acknowledges on success.
+ * dg_qlog_sync asks; it formats a batch, ships it without the lock and acknowledges on success.
  * A failed ship is retried on the next tick; the rows stay pending meanwhile. */
 #include "qlog/qlog.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,14 +34,46 @@
 #define FINAL_ATTEMPTS 3
 /* Retry delay after a refused batch while someone waits in dg_qlog_sync. */
 #define SYNC_RETRY_MS 100
-/* Bytes of `{"seq":N,` at most. */
-#define SEQ_PREFIX_MAX 30
+
+/* The strings of a record, in the order of the row's JSON. */
+enum {
+    S_RID,
+    S_KIND,
+    S_DB,
+    S_QUERY,
+    S_PRINCIPAL,
+    S_ROLE,
+    S_CODE,
+    S_CACHE,
+    S_PHASH,
+    S_CLIENT,
+    N_STR
+};
+
+/* One recorded row: immutable after dg_qlog_record built it; freed with its last reference. */
+typedef struct rec {
+    atomic_int refs;
+    bool has_engine_ms;
+    int status;
+    int64_t ts_ms;
+    uint64_t rows, bytes;
+    double queue_ms, duration_ms, execute_ms, encode_ms;
+    const char *s[N_STR]; /* into text (NUL-terminated), NULL when absent */
+    size_t n[N_STR];
+    char text[];
+} rec_t;
 
 typedef struct entry {
     uint64_t seq;
-    char *json; /* one row object, owned */
-    size_t len;
+    rec_t *rec; /* one reference, owned */
 } entry_t;
+
+static void rec_release(rec_t *r)
+{
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+        free(r);
+    }
+}
 
 struct dg_qlog {
     dg_qlog_opts_t o;
@@ -117,65 +154,104 @@ static dg_rc_t put_ms(dg_buf_t *b, const char *key, double ms)
     return rc == DG_OK ? dg_buf_puts(b, frac) : rc;
 }
 
-/* Serialises row into b as a JSON object without its sequence number. */
-static dg_rc_t row_json(const dg_qlog_t *q, const dg_qlog_row_t *row, dg_buf_t *b)
+static const char *const str_keys[N_STR] = {
+    [S_RID] = "request_id",      [S_KIND] = "kind",         [S_DB] = "db",     [S_QUERY] = "query",
+    [S_PRINCIPAL] = "principal", [S_ROLE] = "role",         [S_CODE] = "code", [S_CACHE] = "cache",
+    [S_PHASH] = "params_hash",   [S_CLIENT] = "client_addr"};
+
+/* Serialises a record into b as one JSON object, its sequence number first. Runs on the
+ * flusher thread, without the ring's lock. */
+static dg_rc_t rec_json(const rec_t *r, uint64_t seq, dg_buf_t *b)
 {
-    int64_t ts = row->ts_ms ? row->ts_ms : dg_wall_ms() - (int64_t)row->duration_ms;
-    const char *qtext = row->query;
-    size_t qlen = qtext ? utf8_cut(qtext, row->query_len, q->o.max_query_bytes) : 0;
-    /* One allocation for the usual row: fixed part plus the text. */
-    dg_rc_t rc = dg_buf_reserve(b, 320 + qlen + qlen / 8);
     char num[24];
+    dg_rc_t rc = dg_buf_reserve(b, 400 + r->n[S_QUERY] + r->n[S_QUERY] / 8);
     if (rc == DG_OK) {
-        rc = dg_buf_puts(b, "{\"ts_ms\":");
+        rc = dg_buf_puts(b, "{\"seq\":");
     }
     if (rc == DG_OK) {
-        rc = dg_buf_puts(b, u64_digits(ts > 0 ? (uint64_t)ts : 0, num));
+        rc = dg_buf_puts(b, u64_digits(seq, num));
     }
     if (rc == DG_OK) {
-        rc = put_str(b, "request_id", row->request_id,
-                     row->request_id ? strlen(row->request_id) : 0);
+        rc = put_u64(b, "ts_ms", r->ts_ms > 0 ? (uint64_t)r->ts_ms : 0);
+    }
+    for (int i = S_RID; rc == DG_OK && i <= S_CODE; i++) {
+        if (i == S_CODE) {
+            rc = put_u64(b, "status", r->status > 0 ? (uint64_t)r->status : 0);
+        }
+        if (rc == DG_OK) {
+            rc = put_str(b, str_keys[i], r->s[i], r->n[i]);
+        }
     }
     if (rc == DG_OK) {
-        rc = put_str(b, "kind", row->kind, row->kind ? strlen(row->kind) : 0);
+        rc = put_u64(b, "rows", r->rows);
     }
     if (rc == DG_OK) {
-        rc = put_str(b, "db", row->db, row->db ? strlen(row->db) : 0);
+        rc = put_u64(b, "bytes", r->bytes);
     }
     if (rc == DG_OK) {
-        rc = put_str(b, "query", qtext, qlen);
+        rc = put_ms(b, "queue_ms", r->queue_ms);
     }
     if (rc == DG_OK) {
-        rc = put_str(b, "principal", row->principal, row->principal ? strlen(row->principal) : 0);
+        rc = put_ms(b, "duration_ms", r->duration_ms);
     }
     if (rc == DG_OK) {
-        rc = put_str(b, "role", row->role, row->role ? strlen(row->role) : 0);
+        rc = r->has_engine_ms ? put_ms(b, "execute_ms", r->execute_ms)
+                              : put_str(b, "execute_ms", NULL, 0);
     }
     if (rc == DG_OK) {
-        rc = put_u64(b, "status", row->status > 0 ? (uint64_t)row->status : 0);
+        rc = r->has_engine_ms ? put_ms(b, "encode_ms", r->encode_ms)
+                              : put_str(b, "encode_ms", NULL, 0);
     }
-    if (rc == DG_OK) {
-        rc = put_str(b, "code", row->code, row->code ? strlen(row->code) : 0);
-    }
-    if (rc == DG_OK) {
-        rc = put_u64(b, "rows", row->rows);
-    }
-    if (rc == DG_OK) {
-        rc = put_u64(b, "bytes", row->bytes);
-    }
-    if (rc == DG_OK) {
-        rc = put_ms(b, "queue_ms", row->queue_ms);
-    }
-    if (rc == DG_OK) {
-        rc = put_ms(b, "duration_ms", row->duration_ms);
-    }
-    if (rc == DG_OK) {
-        rc = put_str(b, "cache", row->cache, row->cache ? strlen(row->cache) : 0);
+    for (int i = S_CACHE; rc == DG_OK && i < N_STR; i++) {
+        rc = put_str(b, str_keys[i], r->s[i], r->n[i]);
     }
     if (rc == DG_OK) {
         rc = dg_buf_putc(b, '}');
     }
     return rc;
+}
+
+/* Copies row into one allocation (the query cut to max_query_bytes); NULL when out of memory. */
+static rec_t *rec_new(const dg_qlog_t *q, const dg_qlog_row_t *row)
+{
+    const char *src[N_STR] = {
+        [S_RID] = row->request_id,    [S_KIND] = row->kind,           [S_DB] = row->db,
+        [S_QUERY] = row->query,       [S_PRINCIPAL] = row->principal, [S_ROLE] = row->role,
+        [S_CODE] = row->code,         [S_CACHE] = row->cache,         [S_PHASH] = row->params_hash,
+        [S_CLIENT] = row->client_addr};
+    size_t n[N_STR], total = 0;
+    for (int i = 0; i < N_STR; i++) {
+        n[i] = !src[i]        ? 0
+               : i == S_QUERY ? utf8_cut(src[i], row->query_len, q->o.max_query_bytes)
+                              : strlen(src[i]);
+        total += src[i] ? n[i] + 1 : 0;
+    }
+    rec_t *r = malloc(sizeof *r + total);
+    if (!r) {
+        return NULL;
+    }
+    atomic_init(&r->refs, 1);
+    r->has_engine_ms = row->has_engine_ms;
+    r->status = row->status;
+    r->ts_ms = row->ts_ms ? row->ts_ms : dg_wall_ms() - (int64_t)row->duration_ms;
+    r->rows = row->rows;
+    r->bytes = row->bytes;
+    r->queue_ms = row->queue_ms;
+    r->duration_ms = row->duration_ms;
+    r->execute_ms = row->execute_ms;
+    r->encode_ms = row->encode_ms;
+    char *p = r->text;
+    for (int i = 0; i < N_STR; i++) {
+        r->n[i] = n[i];
+        r->s[i] = NULL;
+        if (src[i]) {
+            memcpy(p, src[i], n[i]);
+            p[n[i]] = '\0';
+            r->s[i] = p;
+            p += n[i] + 1;
+        }
+    }
+    return r;
 }
 
 static void slow_line(const dg_qlog_t *q, const dg_qlog_row_t *row)
@@ -200,8 +276,8 @@ static entry_t *at(dg_qlog_t *q, size_t i)
 static void pop_head(dg_qlog_t *q)
 {
     entry_t *e = at(q, 0);
-    free(e->json);
-    e->json = NULL;
+    rec_release(e->rec);
+    e->rec = NULL;
     q->head = (q->head + 1) % q->o.capacity;
     q->count--;
 }
@@ -215,74 +291,90 @@ void dg_qlog_record(dg_qlog_t *q, const dg_qlog_row_t *row)
     if (!q->o.is_on) {
         return;
     }
-    /* The JSON is built before the lock is taken; the sequence number is not part of it
-     * (dg_qlog__peek writes it), so rows enter the ring in sequence order under the lock. */
-    dg_buf_t b;
-    dg_buf_init(&b, 0);
-    size_t jlen = 0;
-    char *json = row_json(q, row, &b) == DG_OK ? dg_buf_take(&b, &jlen) : NULL;
-    dg_buf_free(&b);
+    /* The copy is made before the lock is taken; the sequence number is assigned under it, so
+     * rows enter the ring in sequence order. */
+    rec_t *rec = rec_new(q, row);
+    rec_t *dropped = NULL;
     pthread_mutex_lock(&q->mu);
     uint64_t seq = q->next_seq++;
     q->recorded++;
-    if (!json) {
+    if (!rec) {
         q->dropped++;
     } else {
         if (q->count == q->o.capacity) {
-            /* Full: the oldest row goes (also when it is in flight: its ack is then a no-op). */
-            pop_head(q);
+            /* Full: the oldest row goes (also when it is in flight: its ack is then a no-op). It
+             * is released after the lock, as freeing need not happen under it. */
+            entry_t *h = at(q, 0);
+            dropped = h->rec;
+            h->rec = NULL;
+            q->head = (q->head + 1) % q->o.capacity;
+            q->count--;
             q->dropped++;
         }
         entry_t *e = at(q, q->count);
         e->seq = seq;
-        e->json = json;
-        e->len = jlen;
+        e->rec = rec;
         q->count++;
         if (q->count >= q->wake_rows) {
             pthread_cond_signal(&q->wake);
         }
     }
     pthread_mutex_unlock(&q->mu);
+    rec_release(dropped);
 }
 
 size_t dg_qlog__peek(dg_qlog_t *q, size_t max_rows, size_t max_bytes, dg_buf_t *out,
                      uint64_t *out_last_seq)
 {
-    size_t n = 0;
     *out_last_seq = 0;
+    size_t cap = max_rows < q->o.capacity ? max_rows : q->o.capacity;
+    entry_t *take = q->ring && cap ? malloc(cap * sizeof *take) : NULL;
+    if (!take) {
+        return 0;
+    }
+    /* Under the lock: only references to the oldest records. */
+    size_t n = 0;
     pthread_mutex_lock(&q->mu);
-    size_t total = 2;
-    while (n < q->count && n < max_rows) {
-        entry_t *e = at(q, n);
-        size_t need = e->len + SEQ_PREFIX_MAX + 1;
-        if (n > 0 && total + need > max_bytes) {
-            break;
-        }
-        total += need;
+    while (n < q->count && n < cap) {
+        take[n] = *at(q, n);
+        atomic_fetch_add(&take[n].rec->refs, 1);
         n++;
     }
-    dg_rc_t rc = n ? dg_buf_reserve(out, total) : DG_OK;
-    if (rc == DG_OK && n) {
-        dg_buf_putc(out, '[');
-        for (size_t i = 0; i < n; i++) {
-            entry_t *e = at(q, i);
-            if (i) {
-                dg_buf_putc(out, ',');
-            }
-            /* e->json is "{...}": the sequence number goes first. */
-            char num[24];
-            dg_buf_puts(out, "{\"seq\":");
-            dg_buf_puts(out, u64_digits(e->seq, num));
-            dg_buf_putc(out, ',');
-            dg_buf_append(out, e->json + 1, e->len - 1);
-        }
-        dg_buf_putc(out, ']');
-        *out_last_seq = at(q, n - 1)->seq;
-    } else {
-        n = 0;
-    }
     pthread_mutex_unlock(&q->mu);
-    return n;
+    /* Without it: the JSON, row by row, until the byte cap (at least one row). */
+    size_t start = out->len, used = 0;
+    dg_rc_t rc = n ? dg_buf_putc(out, '[') : DG_OK;
+    for (size_t i = 0; rc == DG_OK && i < n; i++) {
+        size_t before = out->len;
+        if (i) {
+            rc = dg_buf_putc(out, ',');
+        }
+        if (rc == DG_OK) {
+            rc = rec_json(take[i].rec, take[i].seq, out);
+        }
+        if (rc == DG_OK && i > 0 && out->len + 1 - start > max_bytes) {
+            out->len = before;
+            break;
+        }
+        used = rc == DG_OK ? i + 1 : used;
+    }
+    if (rc == DG_OK && used) {
+        rc = dg_buf_putc(out, ']');
+    }
+    if (rc != DG_OK || used == 0) {
+        used = 0;
+        out->len = start;
+    } else {
+        *out_last_seq = take[used - 1].seq;
+    }
+    if (out->p) {
+        out->p[out->len] = '\0';
+    }
+    for (size_t i = 0; i < n; i++) {
+        rec_release(take[i].rec);
+    }
+    free(take);
+    return used;
 }
 
 /* Removes every row with a sequence number <= last_seq, counting them as shipped or dropped. */

@@ -2,19 +2,21 @@
  * kept in a bounded in-memory ring and shipped in batches to a durable store by a flusher
  * thread.
  *
- * Rows are serialised to JSON when recorded (so the caller's strings need not outlive the call)
- * and get a sequence number that increases by one per row. A batch leaves the ring only when
- * the store confirmed it durable (dg_qlog__ack): a store that fails or restarts loses nothing
- * the ring still holds, and the next attempt resends the same rows (the store skips sequence
- * numbers it already has, so a lost confirmation cannot duplicate rows). When the ring is full
- * the oldest row is dropped and counted.
+ * Recording is cheap, because it runs on the request path: a row's strings are copied into one
+ * allocation (a compact record, no formatting), and it gets a sequence number that increases
+ * by one per row. The flusher turns records into JSON, without the ring's lock held. A batch leaves
+ * the ring only when the store confirmed it durable (dg_qlog__ack): a store that fails or restarts
+ * loses nothing the ring still holds, and the next attempt resends the same rows (the store skips
+ * sequence numbers it already has, so a lost confirmation cannot duplicate rows). When the ring is
+ * full the oldest row is dropped and counted.
  *
  * What a row may hold: the caller's own SQL text (truncated to max_query_bytes) or a named
- * query's name, never bound parameter values, credentials or header values.
+ * query's name and a hash of its bound values, never the values themselves, credentials or
+ * header values.
  *
- * Threads: every function may be called from any thread (one mutex guards the ring; recording
- * is a short critical section: no I/O under the lock). The ship callback runs on the flusher
- * thread only, without the lock held. */
+ * Threads: every function may be called from any thread (one mutex guards the ring; it is held
+ * only to link or unlink records and to take references: no formatting, allocation or I/O under
+ * it). The ship callback runs on the flusher thread only, without the lock held. */
 #ifndef DG_QLOG_H
 #define DG_QLOG_H
 
@@ -34,14 +36,19 @@ typedef struct dg_qlog_row {
     const char *db;         /* database name, NULL when none */
     const char *query;      /* SQL text (truncated when logged), or the named query's name */
     size_t query_len;
-    const char *principal; /* "key:<id>", "jwt:<sub>", "ip:<addr>" */
-    const char *role;      /* "admin", "analyst", "viewer", "none" */
-    int status;            /* HTTP status answered (499: the client left first) */
-    const char *code;      /* error code name ("TIMEOUT"), NULL on success */
-    uint64_t rows, bytes;  /* result rows and body bytes sent */
-    double queue_ms;       /* waiting for an engine slot */
-    double duration_ms;    /* arrival to the end of the response */
-    const char *cache;     /* cache status ("hit", "miss", ...), NULL when not cached */
+    const char *principal;   /* "key:<id>", "jwt:<sub>", "ip:<addr>" */
+    const char *role;        /* "admin", "analyst", "viewer", "none" */
+    int status;              /* HTTP status answered (499: the client left first) */
+    const char *code;        /* error code name ("TIMEOUT"), NULL on success */
+    uint64_t rows, bytes;    /* result rows and body bytes sent */
+    double queue_ms;         /* waiting for an engine slot */
+    double duration_ms;      /* arrival to the end of the response */
+    const char *cache;       /* cache status ("hit", "miss", ...), NULL when not cached */
+    bool has_engine_ms;      /* the engine reported execute_ms/encode_ms (else logged as null) */
+    double execute_ms;       /* inside DuckDB */
+    double encode_ms;        /* inside the result encoder */
+    const char *params_hash; /* hex SHA-256 of a named query's canonical bound values, or NULL */
+    const char *client_addr; /* the client's address (as trusted proxies report it), or NULL */
 } dg_qlog_row_t;
 
 /* Ships one batch: rows_json is a JSON array of row objects (rows_len bytes, NUL-terminated),
@@ -93,7 +100,8 @@ void dg_qlog_stats(dg_qlog_t *q, dg_qlog_stats_t *out);
 /* Appends the oldest pending rows as a JSON array to out (at most max_rows rows, and at most
  * max_bytes bytes unless a single row is larger: at least one row is taken). Returns the number
  * of rows taken (0 when none or on DG_NOMEM) and the sequence number of the last one. The rows
- * stay in the ring. */
+ * stay in the ring; the JSON is built without the ring's lock held (the records taken are
+ * referenced, so a concurrent drop cannot free them meanwhile). */
 size_t dg_qlog__peek(dg_qlog_t *q, size_t max_rows, size_t max_bytes, dg_buf_t *out,
                      uint64_t *out_last_seq);
 /* Removes every row with a sequence number <= last_seq (rows dropped meanwhile are simply gone

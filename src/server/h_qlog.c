@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <limits.h>
+#include <openssl/evp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,18 +226,45 @@ void dg_server__qlog_collect(dg_server_t *s)
 /* ---- recording ----------------------------------------------------------------------------- */
 
 /* Who the caller is, for the log: the principal the credential resolved to, or the client's
- * address (as trusted proxies report it), and the role. Never the credential itself. */
+ * address (as trusted proxies report it), and the role. Never the credential itself. The
+ * client's address also goes to client_addr[64] (without the "ip:" prefix), for every caller. */
 static void caller_of(dg_server_t *s, dg_http_req_t *r, char *principal, size_t cap,
-                      const char **role)
+                      const char **role, char *client_addr)
 {
     dg_auth_result_t who;
     dg_server__caller_of(s, r, &who);
     *role = dg_auth_role_name(who.role);
+    char addr[96];
+    dg_server__client_addr_key(s, r, addr, sizeof addr);
+    const char *a = strncmp(addr, "ip:", 3) == 0 ? addr + 3 : addr;
+    size_t n = strcmp(a, "unknown") == 0 ? 0 : strnlen(a, 63);
+    memcpy(client_addr, a, n);
+    client_addr[n] = '\0';
     if (strncmp(who.principal, "ip", 2) != 0 || who.principal[2] != '\0') {
         snprintf(principal, cap, "%s", who.principal);
         return;
     }
-    dg_server__client_addr_key(s, r, principal, cap);
+    snprintf(principal, cap, "%s", addr);
+}
+
+/* Hex SHA-256 of params' canonical JSON (compact, keys sorted) into out[65]; "" when params is
+ * NULL or cannot be hashed. The values themselves are never logged. */
+static void params_hash(const json_t *params, char out[65])
+{
+    out[0] = '\0';
+    char *text =
+        params ? json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (text && EVP_Digest(text, strlen(text), md, &n, EVP_sha256(), NULL) == 1 && n == 32) {
+        static const char hex[] = "0123456789abcdef";
+        for (unsigned int i = 0; i < n; i++) {
+            out[2 * i] = hex[md[i] >> 4];
+            out[2 * i + 1] = hex[md[i] & 15];
+        }
+        out[64] = '\0';
+    }
+    free(text);
 }
 
 bool dg_server__qlog_kind_logged(const char *kind)
@@ -255,13 +283,14 @@ void dg_server__qlog(dg_server_t *s, dg_http_req_t *r, const dg_server__qlog_ent
     if (!s->qlog || !s->qlog->is_needed || !dg_server__qlog_kind_logged(e->kind)) {
         return;
     }
-    char principal[96];
+    char principal[96], client_addr[64] = "", phash[65];
     const char *role = e->role;
     if (r) {
-        caller_of(s, r, principal, sizeof principal, &role);
+        caller_of(s, r, principal, sizeof principal, &role, client_addr);
     } else {
         snprintf(principal, sizeof principal, "%s", e->principal ? e->principal : "");
     }
+    params_hash(e->params, phash);
     dg_qlog_row_t row = {
         .request_id = r ? r->id : e->request_id,
         .kind = e->kind,
@@ -277,6 +306,8 @@ void dg_server__qlog(dg_server_t *s, dg_http_req_t *r, const dg_server__qlog_ent
         .queue_ms = e->queue_ms,
         .duration_ms = r ? (double)(dg_now_ms() - r->start_ms) : e->duration_ms,
         .cache = e->cache,
+        .params_hash = phash[0] ? phash : NULL,
+        .client_addr = client_addr[0] ? client_addr : NULL,
     };
     dg_qlog_record(s->qlog->q, &row);
 }
@@ -329,7 +360,10 @@ dg_server__qrec_t *dg_server__qrec_begin(dg_server_t *s, dg_http_req_t *r, const
             q->query[q->query_len] = '\0';
         }
     }
-    caller_of(s, r, q->principal, sizeof q->principal, &q->role);
+    if (strcmp(kind, "named") == 0) {
+        params_hash(json_object_get(req, "params"), q->params_hash);
+    }
+    caller_of(s, r, q->principal, sizeof q->principal, &q->role, q->client_addr);
     q->status = 499;
     return q;
 }
@@ -354,6 +388,11 @@ void dg_server__qrec_end(dg_server_t *s, dg_server__qrec_t *q, uint64_t rows, ui
         .queue_ms = q->queue_ms,
         .duration_ms = (double)(dg_now_ms() - q->start_ms),
         .cache = q->cache,
+        .has_engine_ms = q->has_engine_ms,
+        .execute_ms = q->execute_ms,
+        .encode_ms = q->encode_ms,
+        .params_hash = q->params_hash[0] ? q->params_hash : NULL,
+        .client_addr = q->client_addr[0] ? q->client_addr : NULL,
     };
     if (s->qlog) {
         dg_qlog_record(s->qlog->q, &row);

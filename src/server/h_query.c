@@ -34,13 +34,71 @@ typedef struct relay {
     bool varies;    /* the answer depends on Accept-Encoding (query routes) */
     uint64_t bytes_out, rows_out; /* relayed body bytes, rows from END (metrics) */
     const char *encoding;         /* bytes_out label: "identity", "zstd", ... */
-    int admin_db;    /* admin request on a read-write database: its index, else -1 */
-    bool changes;    /* the engine reported a statement that may have changed data */
+    int admin_db;                 /* admin request on a read-write database: its index, else -1 */
+    bool changes;                 /* the engine reported a statement that may have changed data */
     char qid[65];
-    dg_server__qrec_t *rec; /* this query's log row (h_qlog.c), NULL when not logged */
+    dg_server__qrec_t *rec;       /* this query's log row (h_qlog.c), NULL when not logged */
     dg_server_cache_req_t *cache; /* result cache fill (h_cache.c), NULL when not involved */
     bool is_client_gone;          /* the client left: a waiting identical request may lead */
+    int64_t queue_ms;             /* waited for the slot */
+    int64_t sent_ms;              /* monotonic time REQ was sent (Server-Timing of errors) */
 } relay;
+
+/* ---- Server-Timing ------------------------------------------------------------------------- */
+
+/* Appends "name;dur=X" (X in ms) to the Server-Timing value in out[cap]. */
+static void timing_add(char *out, size_t cap, const char *name, double ms)
+{
+    size_t len = strlen(out);
+    if (len < cap) {
+        snprintf(out + len, cap - len, "%s%s;dur=%.3f", len ? ", " : "", name, ms < 0 ? 0 : ms);
+    }
+}
+
+/* Appends "cache;desc=D" for a request the cache was consulted for (D: miss, bypass), or
+ * desc=uncacheable when the cache is on but this request is not cacheable. */
+static void timing_cache(const dg_server_t *s, const dg_server_cache_req_t *cache, char *out,
+                         size_t cap)
+{
+    const char *d = cache ? dg_server__cache_log_status(cache) : s->cache ? "uncacheable" : NULL;
+    size_t len = strlen(out);
+    if (d && len < cap) {
+        snprintf(out + len, cap - len, "%scache;desc=%s", len ? ", " : "", d);
+    }
+}
+
+/* An error answer of a query route, with Server-Timing: the parts known so far (timing, may
+ * be "") and total (arrival to now). Otherwise as dg_http_respond_error. */
+static void respond_error_timed(dg_http_req_t *r, dg_rc_t rc, const char *message, const char *qid,
+                                int retry_after_s, char *timing, size_t cap)
+{
+    timing_add(timing, cap, "total", (double)(dg_now_ms() - r->start_ms));
+    dg_buf_t b;
+    dg_buf_init(&b, 8192);
+    int status = dg_rc_http_status(rc);
+    if (dg_http_error_json(&b, rc, message, qid) != DG_OK) {
+        dg_buf_reset(&b);
+        dg_http_error_json(&b, rc, NULL, NULL);
+    }
+    char retry[16];
+    snprintf(retry, sizeof retry, "%d", retry_after_s > 0 ? retry_after_s : 1);
+    const dg_http_header_t h[3] = {
+        {"Server-Timing", timing},
+        {"X-Query-Id", qid},
+        {"Retry-After", status == 503 || retry_after_s > 0 ? retry : NULL},
+    };
+    dg_log(status >= 500 ? DG_LOG_WARN : DG_LOG_DEBUG, "http", r->id, "error %s status=%d %s",
+           dg_rc_name(rc), status, message ? message : "");
+    dg_http_respond(r, status, "application/json", b.p ? b.p : "", b.len, h, 3);
+    dg_buf_free(&b);
+}
+
+/* respond_error_timed with only the total known (refused before any work). */
+static void respond_error_total(dg_http_req_t *r, dg_rc_t rc, const char *message, const char *qid)
+{
+    char timing[64] = "";
+    respond_error_timed(r, rc, message, qid, 0, timing, sizeof timing);
+}
 
 /* Notes the outcome for the query log: status (> 0) as answered, code the first failure. */
 static void rec_outcome(relay *x, int status, dg_rc_t code)
@@ -135,6 +193,22 @@ static uint64_t end_rows(const dg_buf_t *payload)
     return 0;
 }
 
+/* The final execute_ms and encode_ms of an END payload, for the query log. */
+static void end_timings(relay *x, const dg_buf_t *payload)
+{
+    if (!x->rec || !payload->p) {
+        return;
+    }
+    const char *e = memmem(payload->p, payload->len, "\"execute_ms\":", 13);
+    const char *c = memmem(payload->p, payload->len, "\"encode_ms\":", 12);
+    /* END is our own NUL-terminated JSON object: strtod stops at the next comma. */
+    if (e && c) {
+        x->rec->has_engine_ms = true;
+        x->rec->execute_ms = strtod(e + 13, NULL);
+        x->rec->encode_ms = strtod(c + 12, NULL);
+    }
+}
+
 static ssize_t relay_read(void *ctx, char *buf, size_t max)
 {
     relay *x = ctx;
@@ -152,8 +226,7 @@ static ssize_t relay_read(void *ctx, char *buf, size_t max)
                    "stream aborted code=%s", dg_rc_name(rc));
             x->is_client_gone = rc == DG_CLIENT_GONE;
             x->payload.len = 0;
-            if (rc != DG_CLIENT_GONE && x->is_ndjson && !x->is_coded &&
-                ndjson_error_line(x, rc)) {
+            if (rc != DG_CLIENT_GONE && x->is_ndjson && !x->is_coded && ndjson_error_line(x, rc)) {
                 x->is_done = true; /* send the line, then end the body properly */
                 continue;
             }
@@ -168,6 +241,7 @@ static ssize_t relay_read(void *ctx, char *buf, size_t max)
             note_changes(x, &x->payload);
             dg_server__cache_end_frame(x->cache, &x->payload);
             x->rows_out = end_rows(&x->payload);
+            end_timings(x, &x->payload);
             x->is_done = true;
             x->payload.len = 0;
             return DG_HTTP_STREAM_END;
@@ -224,12 +298,18 @@ static void relay_start(dg_http_req_t *r, relay *x)
         dg_http_drop(r);
         return;
     }
+    /* Failures before HEAD: Server-Timing from the front's clock (the engine sends no timings
+     * with an error): the slot wait, and the engine's part from REQ to the answer. */
+    char etiming[160] = "";
+    timing_add(etiming, sizeof etiming, "queue", (double)x->queue_ms);
+    timing_add(etiming, sizeof etiming, "execute", (double)(dg_now_ms() - x->sent_ms));
+    timing_cache(x->s, x->cache, etiming, sizeof etiming);
     if (rc != DG_OK) {
         char qid[65];
         memcpy(qid, x->qid, sizeof qid);
         rec_outcome(x, dg_rc_http_status(rc), rc);
         relay_free(x);
-        dg_http_respond_error(r, rc, NULL, qid, 0);
+        respond_error_timed(r, rc, NULL, qid, 0, etiming, sizeof etiming);
         return;
     }
     json_t *j = json_loadb(x->payload.p ? x->payload.p : "", x->payload.len, 0, NULL);
@@ -244,7 +324,7 @@ static void relay_start(dg_http_req_t *r, relay *x)
         dg_server__note_interrupt(x->s, erc);
         rec_outcome(x, dg_rc_http_status(erc), erc);
         /* Answer before releasing: the message lives in j, the slot is idle after ERROR. */
-        dg_http_respond_error(r, erc, msg, qid, 0);
+        respond_error_timed(r, erc, msg, qid, 0, etiming, sizeof etiming);
         relay_free(x);
         json_decref(j);
         return;
@@ -255,16 +335,26 @@ static void relay_start(dg_http_req_t *r, relay *x)
         rec_outcome(x, dg_rc_http_status(DG_PROTOCOL), DG_PROTOCOL);
         relay_free(x);
         json_decref(j);
-        dg_http_respond_error(r, DG_PROTOCOL, "the engine answered out of order", qid, 0);
+        respond_error_timed(r, DG_PROTOCOL, "the engine answered out of order", qid, 0, etiming,
+                            sizeof etiming);
         return;
     }
     json_int_t status = json_integer_value(json_object_get(j, "status"));
     const char *ct = json_string_value(json_object_get(j, "content_type"));
-    char timing[224] = "";
+    char timing[288] = "";
     timing_part(timing, sizeof timing, j, "queue_ms", "queue");
     timing_part(timing, sizeof timing, j, "execute_ms", "execute");
     timing_part(timing, sizeof timing, j, "encode_ms", "encode");
     timing_part(timing, sizeof timing, j, "compress_ms", "compress");
+    if (x->rec) {
+        /* The log keeps END's final values; HEAD's stand when the stream ends early. */
+        json_t *ex = json_object_get(j, "execute_ms"), *en = json_object_get(j, "encode_ms");
+        if (json_is_number(ex) && json_is_number(en)) {
+            x->rec->has_engine_ms = true;
+            x->rec->execute_ms = json_number_value(ex);
+            x->rec->encode_ms = json_number_value(en);
+        }
+    }
     char ctype[128], coding[16] = "";
     snprintf(ctype, sizeof ctype, "%s", ct ? ct : "application/octet-stream");
     const char *ce = json_string_value(json_object_get(j, "content_encoding"));
@@ -287,6 +377,8 @@ static void relay_start(dg_http_req_t *r, relay *x)
         {"Cache-Status", NULL}, {"Cache-Control", NULL}, {"ETag", NULL}, {"Vary", NULL}};
     if (x->cache) {
         dg_server__cache_head(x->cache, code, j, ctype, coding, h, timing, sizeof timing);
+    } else if (x->varies) {
+        timing_cache(x->s, NULL, timing, sizeof timing);
     }
     json_decref(j);
     h[4] = (dg_http_header_t){"X-Query-Id", qid};
@@ -300,7 +392,7 @@ static void relay_start(dg_http_req_t *r, relay *x)
 }
 
 void dg_server__run_on_slot(dg_server_t *s, dg_http_req_t *r, const char *qid, json_t *req,
-                        int64_t timeout_ms, dg_format_t format)
+                            int64_t timeout_ms, dg_format_t format)
 {
     dg_server__run_on_slot_opts(s, r, qid, req, timeout_ms, format, NULL);
 }
@@ -310,7 +402,7 @@ void dg_server__run_on_slot_opts(dg_server_t *s, dg_http_req_t *r, const char *q
                                  const dg_server_cache_opts_t *co)
 {
     if (atomic_load(&s->is_draining)) {
-        dg_http_respond_error(r, DG_DRAINING, NULL, qid, 0);
+        respond_error_total(r, DG_DRAINING, NULL, qid);
         return;
     }
     /* The result cache first: a hit needs no slot (h_cache.c). */
@@ -325,22 +417,24 @@ void dg_server__run_on_slot_opts(dg_server_t *s, dg_http_req_t *r, const char *q
      * engine ("engine": the query log lives in engine 0). */
     const char *db = json_string_value(json_object_get(req, "db"));
     json_t *pin = json_object_get(req, "engine");
-    int engine = json_is_integer(pin) ? (int)json_integer_value(pin)
-                                      : dg_server__engine_for_db(s, db);
+    int engine =
+        json_is_integer(pin) ? (int)json_integer_value(pin) : dg_server__engine_for_db(s, db);
     dg_server__qrec_t *rec = dg_server__qrec_begin(s, r, req);
     if (rec) {
         rec->cache = dg_server__cache_log_status(cache);
     }
-    dg_rc_t rc =
-        dg_engines_acquire_on(s->engines, engine, dg_http_req_client_fd(r), &slot, &retry);
+    dg_rc_t rc = dg_engines_acquire_on(s->engines, engine, dg_http_req_client_fd(r), &slot, &retry);
     if (rc != DG_OK) {
         if (rec) {
             rec->status = dg_rc_http_status(rc);
             rec->code = rc;
         }
         dg_server__qrec_end(s, rec, 0, 0);
+        char timing[128] = "";
+        timing_add(timing, sizeof timing, "queue", (double)(dg_now_ms() - t0));
+        timing_cache(s, cache, timing, sizeof timing);
         dg_server__cache_done(s, cache, rc == DG_CLIENT_GONE);
-        dg_http_respond_error(r, rc, NULL, qid, retry);
+        respond_error_timed(r, rc, NULL, qid, retry, timing, sizeof timing);
         return;
     }
     int64_t queue_ms = dg_now_ms() - t0;
@@ -354,9 +448,12 @@ void dg_server__run_on_slot_opts(dg_server_t *s, dg_http_req_t *r, const char *q
             rec->code = DG_NOMEM;
         }
         dg_server__qrec_end(s, rec, 0, 0);
+        char timing[128] = "";
+        timing_add(timing, sizeof timing, "queue", (double)queue_ms);
+        timing_cache(s, cache, timing, sizeof timing);
         dg_server__cache_done(s, cache, false);
         dg_engines_release(s->engines, slot);
-        dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
+        respond_error_timed(r, DG_NOMEM, NULL, qid, 0, timing, sizeof timing);
         return;
     }
     x->rec = rec;
@@ -366,6 +463,7 @@ void dg_server__run_on_slot_opts(dg_server_t *s, dg_http_req_t *r, const char *q
     }
     x->s = s;
     x->slot = slot;
+    x->queue_ms = queue_ms;
     x->client_fd = dg_http_req_client_fd(r);
     x->is_ndjson = format == DG_FMT_NDJSON;
     x->varies = json_object_get(req, "encoding") != NULL;
@@ -376,12 +474,16 @@ void dg_server__run_on_slot_opts(dg_server_t *s, dg_http_req_t *r, const char *q
     /* A frame is at most DG_FRAME_MAX_PAYLOAD; the cap keeps a confused engine bounded. */
     dg_buf_init_rc(&x->payload, DG_FRAME_MAX_PAYLOAD, DG_PROTOCOL);
     /* timeout_ms <= 0: no deadline (admin SQL without an explicit timeout_ms). */
-    rc = dg_slot_send(slot, text, strlen(text), timeout_ms > 0 ? dg_now_ms() + timeout_ms : 0);
+    x->sent_ms = dg_now_ms();
+    rc = dg_slot_send(slot, text, strlen(text), timeout_ms > 0 ? x->sent_ms + timeout_ms : 0);
     free(text);
     if (rc != DG_OK) {
+        char timing[128] = "";
+        timing_add(timing, sizeof timing, "queue", (double)queue_ms);
+        timing_cache(s, cache, timing, sizeof timing);
         rec_outcome(x, dg_rc_http_status(rc), rc);
         relay_free(x);
-        dg_http_respond_error(r, rc, NULL, qid, 0);
+        respond_error_timed(r, rc, NULL, qid, 0, timing, sizeof timing);
         return;
     }
     relay_start(r, x);
@@ -417,7 +519,7 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
             : dg_http_query_from_args(r->match.cap[0], &r->target.args, accept, &lim, &q, &err);
     if (rc != DG_OK) {
         dg_server__qlog_refused(s, r, "sql", &r->match.cap[0], rc);
-        dg_http_respond_error(r, rc, err.msg, qid, 0);
+        respond_error_total(r, rc, err.msg, qid);
         return;
     }
     dg_codec_id_t coding;
@@ -425,26 +527,25 @@ void dg_server__h_query(dg_http_req_t *r, void *ctx)
     rc = dg_server__response_coding(s, r, &coding, &level, &err);
     if (rc != DG_OK) {
         dg_http_query_free(&q);
-        dg_http_respond_error(r, rc, err.msg, qid, 0);
+        respond_error_total(r, rc, err.msg, qid);
         return;
     }
     json_t *req = json_object();
-    bool ok =
-        req && json_object_set_new(req, "id", json_string(qid)) == 0 &&
-        json_object_set_new(req, "encoding", json_string(dg_codec_name(coding))) == 0 &&
-        json_object_set_new(req, "level", json_integer(level)) == 0 &&
-        json_object_set_new(req, "kind", json_string("sql")) == 0 &&
-        json_object_set_new(req, "db", json_string(q.db)) == 0 &&
-        json_object_set_new(req, "sql", json_stringn(q.sql, q.sql_len)) == 0 &&
-        (!q.params || json_object_set(req, "params", q.params) == 0) &&
-        json_object_set_new(req, "format", json_string(dg_http_format_name(q.format))) == 0 &&
-        json_object_set_new(req, "timeout_ms", json_integer(q.timeout_ms)) == 0 &&
-        json_object_set_new(req, "max_rows", json_integer((json_int_t)cl.max_rows)) == 0 &&
-        json_object_set_new(req, "max_bytes", json_integer((json_int_t)cl.max_bytes)) == 0 &&
-        json_object_set_new(req, "max_export_bytes",
-                            json_integer((json_int_t)s->cfg->max_export_bytes)) == 0;
+    bool ok = req && json_object_set_new(req, "id", json_string(qid)) == 0 &&
+              json_object_set_new(req, "encoding", json_string(dg_codec_name(coding))) == 0 &&
+              json_object_set_new(req, "level", json_integer(level)) == 0 &&
+              json_object_set_new(req, "kind", json_string("sql")) == 0 &&
+              json_object_set_new(req, "db", json_string(q.db)) == 0 &&
+              json_object_set_new(req, "sql", json_stringn(q.sql, q.sql_len)) == 0 &&
+              (!q.params || json_object_set(req, "params", q.params) == 0) &&
+              json_object_set_new(req, "format", json_string(dg_http_format_name(q.format))) == 0 &&
+              json_object_set_new(req, "timeout_ms", json_integer(q.timeout_ms)) == 0 &&
+              json_object_set_new(req, "max_rows", json_integer((json_int_t)cl.max_rows)) == 0 &&
+              json_object_set_new(req, "max_bytes", json_integer((json_int_t)cl.max_bytes)) == 0 &&
+              json_object_set_new(req, "max_export_bytes",
+                                  json_integer((json_int_t)s->cfg->max_export_bytes)) == 0;
     if (!ok) {
-        dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
+        respond_error_total(r, DG_NOMEM, NULL, qid);
     } else {
         dg_log(DG_LOG_DEBUG, "query", qid, "db=%s format=%s timeout_ms=%lld sql_bytes=%zu", q.db,
                dg_http_format_name(q.format), (long long)q.timeout_ms, q.sql_len);
@@ -473,7 +574,7 @@ void dg_server__h_database(dg_http_req_t *r, void *ctx)
     dg_error_clear(&err);
     dg_rc_t rc = dg_http_query_check_db(r->match.cap[0], &lim, db, &err);
     if (rc != DG_OK) {
-        dg_http_respond_error(r, rc, err.msg, qid, 0);
+        respond_error_total(r, rc, err.msg, qid);
         return;
     }
     json_t *req =
@@ -481,7 +582,7 @@ void dg_server__h_database(dg_http_req_t *r, void *ctx)
                   "format", "json", "timeout_ms", (json_int_t)s->cfg->timeout_ms, "max_rows",
                   (json_int_t)0, "max_bytes", (json_int_t)s->cfg->max_result_bytes);
     if (!req) {
-        dg_http_respond_error(r, DG_NOMEM, NULL, qid, 0);
+        respond_error_total(r, DG_NOMEM, NULL, qid);
         return;
     }
     dg_server__run_on_slot(s, r, qid, req, s->cfg->timeout_ms, DG_FMT_JSON);

@@ -7,12 +7,16 @@
  * closed, in-flight requests get up to shutdown_timeout_ms (a second signal cuts the wait
  * short), then connections are closed (which returns their slots) and the engines stopped.
  * Threads: dg_server_run runs on the main thread; handlers on connection threads. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -68,8 +72,8 @@ static const dg_http_route_t metrics_routes[] = {
 };
 
 /* Every finished request: gives back its running-query place (h_limit.c), then counts
- * duckgate_http_requests_total, and for the query route the query count and duration (from
- * arrival to the end of the response, whatever the outcome). */
+ * duckgate_http_requests_total, and for the query routes (SQL, named, admin SQL) the query count
+ * and duration (from arrival to the end of the response, whatever the outcome). */
 static void on_request_done(const dg_http_req_t *r, int status, double duration_s, bool is_aborted,
                             void *ctx)
 {
@@ -84,10 +88,22 @@ static void on_request_done(const dg_http_req_t *r, int status, double duration_
     const char *v[3] = {route ? route->pattern : "other", dg_http_method_name(r->method),
                         dg_metrics_gw_status(status, st)};
     dg_series_add(dg_metric_series(s->metrics->http_requests, v), 1);
-    if (route && (route->fn == dg_server__h_query || route->fn == dg_server__h_named)) {
-        const char *db = r->match.n_caps > 0 ? r->match.cap[0].p : NULL;
-        dg_metrics_gw_query(s->metrics, db, route->fn == dg_server__h_query ? "sql" : "named",
-                            status, duration_s);
+    /* Admin SQL over the query log counts as admin with db="other" (it is no served db). */
+    const char *kind = !route                                     ? NULL
+                       : route->fn == dg_server__h_query          ? "sql"
+                       : route->fn == dg_server__h_named          ? "named"
+                       : route->fn == dg_server__h_admin_query    ? "admin"
+                       : route->fn == dg_server__h_admin_qlog_sql ? "admin"
+                                                                  : NULL;
+    if (kind) {
+        /* The capture is a view into the path ("main/name" for a named query): copy it. Jobs
+         * are counted by jobs.c when they end (kind "job"), not when submitted. */
+        char db[65] = "";
+        if (r->match.n_caps > 0 && r->match.cap[0].len < sizeof db) {
+            memcpy(db, r->match.cap[0].p, r->match.cap[0].len);
+            db[r->match.cap[0].len] = '\0';
+        }
+        dg_metrics_gw_query(s->metrics, db, kind, status, duration_s);
     }
 }
 
@@ -243,7 +259,24 @@ static void log_resources(const dg_resources_t *r)
             r->cpu_quota, r->threads);
 }
 
-/* True when the listen address only accepts local connections (127.0.0.0/8, ::1, localhost). */
+/* True when a socket address is a loopback one (127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104). */
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* True when the listen address only accepts local connections: every address its host resolves
+ * to, the way the listener binds it (an empty host is the wildcard), is a loopback address.
+ * The text is not trusted: "localhost" or a name is judged by what it resolves to, so a name
+ * resolving to a public address is refused. */
 static bool listen_is_loopback(const char *listen)
 {
     char host[256];
@@ -251,8 +284,20 @@ static bool listen_is_loopback(const char *listen)
     if (!dg_parse_listen(listen, host, sizeof host, &port)) {
         return false;
     }
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-           strcmp(host, "localhost") == 0;
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    if (getaddrinfo(host[0] ? host : NULL, "0", &hints, &ai) != 0) {
+        return false; /* the listener will fail to resolve it too */
+    }
+    bool is_loopback = ai != NULL;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        is_loopback = is_loopback && addr_is_loopback(a->ai_addr);
+    }
+    freeaddrinfo(ai);
+    return is_loopback;
 }
 
 /* Builds the access gate from the auth settings. Exit status 2 on a refused or bad setup. */
@@ -351,9 +396,10 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
     if (dg_server__cache_setup(&s) != DG_OK) {
         goto out;
     }
-    dg_http_log_fmt_t log_fmt = strcmp(cfg->access_log, "json") == 0   ? DG_HTTP_LOG_JSON
-                                : strcmp(cfg->access_log, "text") == 0 ? DG_HTTP_LOG_TEXT
-                                                                       : DG_HTTP_LOG_OFF;
+    dg_http_log_fmt_t log_fmt = strcmp(cfg->access_log, "json") == 0       ? DG_HTTP_LOG_JSON
+                                : strcmp(cfg->access_log, "text") == 0     ? DG_HTTP_LOG_TEXT
+                                : strcmp(cfg->access_log, "combined") == 0 ? DG_HTTP_LOG_COMBINED
+                                                                           : DG_HTTP_LOG_OFF;
     if (log_fmt != DG_HTTP_LOG_OFF && (access_fd = open_access_log(cfg->access_log_file)) < 0) {
         DG_LOGE("server", "cannot open access_log_file %s: %s", cfg->access_log_file,
                 strerror(errno));
@@ -394,11 +440,13 @@ int dg_server_run(const dg_config_t *cfg, char **envp)
                          .access_log = log_fmt,
                          .access_log_fd = access_fd,
                          .trust_request_id = cfg->trust_request_id != 0,
+                         .trusted_proxies = cfg->trusted_proxies,
                          .max_headers = (unsigned)cfg->max_headers,
                          .max_header_bytes = cfg->max_header_bytes,
                          .max_url_bytes = cfg->max_url_bytes,
                          .max_connections = (unsigned)cfg->max_connections,
                          .header_timeout_s = (unsigned)cfg->header_timeout_s,
+                         .request_timeout_s = (unsigned)cfg->request_timeout_s,
                          .connection_max_s = (unsigned)cfg->connection_max_s,
                          .cors_origins = cfg->cors_origins,
                          .cors_credentials = cfg->cors_credentials != 0};

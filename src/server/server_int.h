@@ -251,6 +251,8 @@ typedef struct dg_server__qlog_entry {
     uint64_t rows, bytes;
     double queue_ms;
     const char *cache; /* cache status ("hit", "miss", ...), NULL when not cached */
+    /* A named query's bound values (only their hash is logged), or NULL. */
+    const json_t *params;
     /* Only used when there is no request (r == NULL: a job that outlived its client): */
     const char *request_id; /* e.g. the job id */
     const char *principal;  /* r->principal of the submitting request */
@@ -273,6 +275,9 @@ typedef struct dg_server__qrec {
     dg_rc_t code;      /* DG_OK or the failure (also after headers were sent) */
     double queue_ms;   /* waiting for a slot */
     const char *cache; /* cache status, NULL when not cached (static strings only) */
+    /* execute_ms/encode_ms as the engine reported them (HEAD, then END), when has_engine_ms. */
+    bool has_engine_ms;
+    double execute_ms, encode_ms;
     /* set by dg_server__qrec_begin */
     int64_t start_ms;
     char request_id[65];
@@ -283,6 +288,10 @@ typedef struct dg_server__qrec {
     size_t query_len;
     char principal[96];
     const char *role;
+    /* The client's address ("" when unknown); hex SHA-256 of a named query's canonical
+     * values ("" when none). */
+    char client_addr[64];
+    char params_hash[65];
 } dg_server__qrec_t;
 /* A record for req (its "kind", "db", and "sql" or a named query's "name") made by r, or NULL
  * when the log does not record that kind or memory is short. */

@@ -18,6 +18,7 @@ import time
 import pytest
 import requests
 
+import dgserver
 from dgserver import ENDLESS_SQL, assert_error, assert_ok
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -81,7 +82,7 @@ def free_port():
 def msrv(make_server):
     # Not the fixture database "other": that name is also the label value of unknown databases.
     return make_server(dbs=("main", "types"), engines=2, slots=2,
-                       extra=["--trust-request-id", "1"])
+                       extra=["--trust-request-id", "1", "--trusted-proxies", "127.0.0.1/32"])
 
 
 # ---- /metrics directly ----------------------------------------------------------------------
@@ -138,12 +139,25 @@ def duckdb_version(samples):
     return next(dict(k[1])["duckdb"] for k in samples if k[0] == "duckgate_build_info")
 
 
+def test_every_kind_is_precreated(msrv):
+    samples, _ = scrape(msrv)
+    for db in ("main", "types"):
+        for kind in ("sql", "named", "admin", "job"):
+            assert ("duckgate_queries_total",
+                    frozenset({("db", db), ("kind", kind), ("status", "200")})) in samples, kind
+            assert val(samples, "duckgate_query_duration_seconds_bucket", db=db, kind=kind,
+                       le="+Inf") >= 0
+            assert ("duckgate_query_duration_seconds_count",
+                    frozenset({("db", db), ("kind", kind)})) in samples, kind
+
+
 def test_histogram_is_consistent(msrv):
     assert_ok(msrv.query("main", "SELECT 1"))
     samples, _ = scrape(msrv)
     buckets = sorted(((float(dict(k[1])["le"]), v) for k, v in samples.items()
                       if k[0] == "duckgate_query_duration_seconds_bucket"
-                      and dict(k[1])["db"] == "main"), key=lambda t: t[0])
+                      and dict(k[1])["db"] == "main" and dict(k[1])["kind"] == "sql"),
+                     key=lambda t: t[0])
     les = [b[0] for b in buckets]
     assert les[0] == 0.001 and les[-2] == 60 and les[-1] == float("inf")
     counts = [b[1] for b in buckets]
@@ -160,6 +174,124 @@ def test_timeout_counts_an_interrupt(msrv):
             - val(before, "duckgate_interrupts_total", reason="deadline")) == 1
     assert (val(after, "duckgate_queries_total", db="main", kind="sql", status="504")
             - val(before, "duckgate_queries_total", db="main", kind="sql", status="504")) == 1
+
+
+def wait_metric(server, name, pred, timeout=60.0, **labels):
+    """Polls /metrics until pred(value of name{labels}) holds; returns the value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = val(scrape(server)[0], name, **labels)
+        if pred(v):
+            return v
+        assert time.monotonic() < deadline, "%s%r stayed at %r" % (name, labels, v)
+        time.sleep(0.1)
+
+
+def test_disconnect_counts_an_interrupt(msrv):
+    before, _ = scrape(msrv)
+    busy0 = val(before, "duckgate_slots_busy")
+    sock = socket.create_connection(("127.0.0.1", msrv.port), timeout=10)
+    try:
+        sock.sendall(dgserver.post_request_bytes("main", json.dumps({"sql": ENDLESS_SQL})))
+        # Running on an engine slot now: then the client goes away mid-query.
+        wait_metric(msrv, "duckgate_slots_busy", lambda v: v >= busy0 + 1)
+    finally:
+        sock.close()
+    wait_metric(msrv, "duckgate_interrupts_total",
+                lambda v: v >= val(before, "duckgate_interrupts_total", reason="disconnect") + 1,
+                reason="disconnect")
+    wait_metric(msrv, "duckgate_slots_busy", lambda v: v <= busy0)
+    after, _ = scrape(msrv)
+
+    def delta(name, **labels):
+        return val(after, name, **labels) - val(before, name, **labels)
+
+    assert delta("duckgate_interrupts_total", reason="disconnect") == 1
+    assert delta("duckgate_interrupts_total", reason="deadline") == 0
+    assert delta("duckgate_interrupts_total", reason="cancel") == 0
+    assert delta("duckgate_queries_total", db="main", kind="sql", status="499") == 1
+
+
+def test_engine_restart_is_counted(msrv):
+    before = val(scrape(msrv)[0], "duckgate_engine_restarts_total")
+    pids = msrv.engine_pids()
+    assert pids, "no engine processes"
+    os.kill(sorted(pids)[0], signal.SIGKILL)
+    wait_metric(msrv, "duckgate_engine_restarts_total", lambda v: v >= before + 1)
+    # Back to full strength, and exactly one restart for one kill.
+    wait_metric(msrv, "duckgate_engines_up", lambda v: v == 2)
+    deadline = time.monotonic() + 60
+    while msrv.query("main", "SELECT 1").status_code != 200:
+        assert time.monotonic() < deadline, "queries never recovered after the restart"
+        time.sleep(0.2)
+    assert val(scrape(msrv)[0], "duckgate_engine_restarts_total") == before + 1
+
+
+def timing_parts(resp):
+    """Server-Timing as {name: {"dur": float|None, "desc": str|None}}."""
+    parts = {}
+    for item in resp.headers.get("Server-Timing", "").split(","):
+        fields = [f.strip() for f in item.split(";") if f.strip()]
+        if not fields:
+            continue
+        attrs = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+        parts[fields[0]] = {"dur": float(attrs["dur"]) if "dur" in attrs else None,
+                            "desc": attrs.get("desc")}
+    return parts
+
+
+def test_server_timing_on_success_and_errors(msrv):
+    text = "SELECT %d AS fresh" % time.time_ns()
+    miss = msrv.query("main", text)
+    assert_ok(miss)
+    t = timing_parts(miss)
+    for name in ("queue", "execute", "encode"):
+        assert t[name]["dur"] is not None and t[name]["dur"] >= 0, (name, t)
+    assert t["cache"]["desc"] == "miss", t
+    hit = msrv.query("main", text)
+    assert timing_parts(hit)["cache"]["desc"] == "hit", hit.headers
+    # A SQL error from the engine: queue, execute (the engine's part) and the cache lookup.
+    err = msrv.query("main", "SELEC 1")
+    assert_error(err, 400, "SQL_ERROR")
+    t = timing_parts(err)
+    assert {"queue", "execute", "total", "cache"} <= set(t), err.headers
+    assert t["cache"]["desc"] == "miss"
+    assert t["total"]["dur"] >= t["execute"]["dur"] >= 0
+    # A deadline: execute covers at least most of it.
+    slow = msrv.query("main", ENDLESS_SQL, timeout_ms=300)
+    assert_error(slow, 504, "TIMEOUT")
+    t = timing_parts(slow)
+    assert t["execute"]["dur"] >= 200 and t["total"]["dur"] >= t["execute"]["dur"], t
+    # Refused before any work (bad request): the total at least.
+    bad = msrv.post("/api/query/main", data="{not json",
+                    headers={"Content-Type": "application/json"})
+    assert_error(bad, 400)
+    assert timing_parts(bad)["total"]["dur"] >= 0, bad.headers
+    assert_error(msrv.query("nope", "SELECT 1"), 404, "UNKNOWN_DB")
+    assert "total" in timing_parts(msrv.query("nope", "SELECT 1"))
+
+
+def test_server_timing_when_the_queue_is_full(make_server):
+    s = make_server(dbs=("main",), engines=1, slots=1, extra=["--queue-len", "0"])
+    try:
+        sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        try:
+            sock.sendall(dgserver.post_request_bytes("main", json.dumps({"sql": ENDLESS_SQL})))
+            # Once the endless query holds the only slot, the next query finds no queue room.
+            deadline = time.monotonic() + 60
+            while True:
+                r = s.query("main", "SELECT 2 AS two -- %d" % time.time_ns())
+                if r.status_code != 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert_error(r, 503)
+            t = timing_parts(r)
+            assert t["queue"]["dur"] >= 0 and t["total"]["dur"] >= 0, r.headers
+            assert t["cache"]["desc"] == "miss", r.headers
+        finally:
+            sock.close()
+    finally:
+        s.close()
 
 
 # ---- request ids and the access log ---------------------------------------------------------
@@ -187,7 +319,7 @@ def test_access_log_json(make_server, tmp_path):
     log = tmp_path / "access.log"
     s = make_server(dbs=("main",), engines=1, slots=1,
                     extra=["--access-log", "json", "--access-log-file", str(log),
-                           "--trust-request-id", "1"])
+                           "--trust-request-id", "1", "--trusted-proxies", "127.0.0.1/32"])
     s.query_get("main", "SELECT ? AS secret", params=["hunter2"])
     s.get("/health", headers={"Authorization": "Bearer TOPSECRET", "X-Request-Id": "rid-7"})
     s.get("/a\x7fb")
@@ -269,10 +401,68 @@ def test_dashboard_and_alerts_reference_real_metrics(msrv):
     assert not missing, "referenced but not exposed: %s" % missing
 
 
+def error_selectors():
+    """Every duckgate_queries_total / duckgate_http_requests_total selector of the alerts and
+    the dashboard that filters on status, as (text, [(op, value)])."""
+    with open(ALERTS) as f:
+        text = f.read()
+    with open(DASHBOARD) as f:
+        dash = json.load(f)
+    text += "\n".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
+    out = []
+    for m in re.finditer(r"(duckgate_(?:queries|http_requests)_total)\{([^}]*)\}", text):
+        ms = re.findall(r'status\s*(=~|!~|!=|=)\s*"([^"]*)"', m.group(2))
+        if ms:
+            out.append((m.group(0), ms))
+    return out
+
+
+def status_matches(matchers, status):
+    for op, v in matchers:
+        full = re.fullmatch(v, status) is not None  # PromQL regexes are anchored
+        if (op == "=~" and not full) or (op == "!~" and full) or \
+                (op == "=" and status != v) or (op == "!=" and status == v):
+            return False
+    return True
+
+
+def test_error_expressions_skip_304_and_499():
+    sels = error_selectors()
+    assert len(sels) >= 3, sels  # error-rate alert, 5xx alert, dashboard error panel
+    for text, matchers in sels:
+        if "5.." in str(matchers) and "4" not in str(matchers):
+            # The 5xx alert: server failures only.
+            assert [s for s in ("500", "503", "504") if status_matches(matchers, s)] == \
+                ["500", "503", "504"], text
+            continue
+        for ok in ("200", "204", "206", "304", "499"):
+            assert not status_matches(matchers, ok), "%s counts %s as an error" % (text, ok)
+        for bad in ("400", "401", "403", "404", "413", "429", "500", "503", "504"):
+            assert status_matches(matchers, bad), "%s misses %s" % (text, bad)
+
+
 # ---- a real Prometheus ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def prometheus(msrv, tmp_root):
+def psrv(make_server):
+    """The server Prometheus scrapes: rate limits on (3 requests a minute per client) behind a
+    trusted proxy, so each request of the test picks its client with X-Forwarded-For."""
+    return make_server(dbs=("main", "types"), engines=2, slots=2,
+                       extra=["--rate-limit", "on", "--rate-burst-per-s", "100",
+                              "--rate-per-min", "3", "--trusted-proxies", "127.0.0.1/32"])
+
+
+_client_no = [0]
+
+
+def fresh_client():
+    """A client address of its own (a full rate-limit bucket)."""
+    _client_no[0] += 1
+    return {"X-Forwarded-For": "10.1.%d.%d" % (_client_no[0] // 250, _client_no[0] % 250 + 1)}
+
+
+@pytest.fixture(scope="module")
+def prometheus(psrv, tmp_root):
     exe = tool("prometheus")
     d = tempfile.mkdtemp(prefix="dg-prom-", dir=tmp_root)
     port = free_port()
@@ -281,7 +471,7 @@ def prometheus(msrv, tmp_root):
         f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
                 "rule_files:\n  - %s\n"
                 "scrape_configs:\n  - job_name: duckgate\n    scrape_timeout: 900ms\n"
-                "    static_configs:\n      - targets: ['127.0.0.1:%d']\n" % (ALERTS, msrv.port))
+                "    static_configs:\n      - targets: ['127.0.0.1:%d']\n" % (ALERTS, psrv.port))
     log = open(os.path.join(d, "prometheus.log"), "wb")
     proc = subprocess.Popen([exe, "--config.file=" + cfg, "--storage.tsdb.path=" + d + "/data",
                              "--web.listen-address=127.0.0.1:%d" % port, "--log.level=warn"],
@@ -338,8 +528,9 @@ def wait_for(base, expr, pred, timeout=15.0):
                          % (expr, timeout, last))
 
 
-def test_prometheus_scrapes_known_traffic(msrv, prometheus):
+def test_prometheus_scrapes_known_traffic(psrv, prometheus):
     base = prometheus
+    srv = psrv
     wait_for(base, 'up{job="duckgate"}', lambda v: v == 1)
     ok_sel = 'duckgate_queries_total{job="duckgate",db="types",kind="sql",status="200"}'
     start_ok = wait_for(base, ok_sel, lambda v: v >= 0)
@@ -347,11 +538,12 @@ def test_prometheus_scrapes_known_traffic(msrv, prometheus):
     start_404 = scalar(base, 'sum(duckgate_http_requests_total{route="other",status="404"})') or 0
     start_dl = scalar(base, 'duckgate_interrupts_total{reason="deadline"}') or 0
     for i in range(5):
-        assert_ok(msrv.query("types", "SELECT %d" % i))
+        assert_ok(srv.query("types", "SELECT %d" % i, headers=fresh_client()))
     for _ in range(2):
-        assert_error(msrv.query("types", "SELEC 1"), 400, "SQL_ERROR")
-    assert_error(msrv.get("/definitely/not/here"), 404)
-    assert_error(msrv.query("types", ENDLESS_SQL, timeout_ms=300), 504, "TIMEOUT")
+        assert_error(srv.query("types", "SELEC 1", headers=fresh_client()), 400, "SQL_ERROR")
+    assert_error(srv.get("/definitely/not/here", headers=fresh_client()), 404)
+    assert_error(srv.query("types", ENDLESS_SQL, timeout_ms=300, headers=fresh_client()), 504,
+                 "TIMEOUT")
 
     wait_for(base, ok_sel, lambda v: v == start_ok + 5)
     wait_for(base, 'sum(duckgate_queries_total{db="types",status="400"})',
@@ -359,9 +551,28 @@ def test_prometheus_scrapes_known_traffic(msrv, prometheus):
     wait_for(base, 'sum(duckgate_http_requests_total{route="other",status="404"})',
              lambda v: v == start_404 + 1)
     wait_for(base, 'duckgate_interrupts_total{reason="deadline"}', lambda v: v == start_dl + 1)
+
+    # Cache: the first run of a text is a miss, the next two are hits (nothing else touches
+    # the cache meanwhile).
+    hits0 = wait_for(base, 'duckgate_cache_hits_total', lambda v: v >= 0)
+    misses0 = wait_for(base, 'duckgate_cache_misses_total', lambda v: v >= 0)
+    text = "SELECT 42 AS answer -- %d" % time.time_ns()
+    for _ in range(3):
+        assert_ok(srv.query("main", text, headers=fresh_client()))
+    wait_for(base, 'duckgate_cache_hits_total', lambda v: v == hits0 + 2)
+    wait_for(base, 'duckgate_cache_misses_total', lambda v: v == misses0 + 1)
+
+    # Rate limits: one client, 3 requests a minute: 3 answered, the next 2 refused (429).
+    limited0 = wait_for(base, 'duckgate_rate_limited_total', lambda v: v >= 0)
+    one = fresh_client()
+    codes = [srv.query("main", "SELECT 1", headers=one).status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429], codes
+    wait_for(base, 'duckgate_rate_limited_total', lambda v: v == limited0 + 2)
+    wait_for(base, 'sum(duckgate_http_requests_total{route="/api/query/{db}",status="429"})',
+             lambda v: v == 2)
+
     # The series the dashboard and the alerts read are queryable through PromQL.
     assert scalar(base, 'sum(duckgate_slots_total)') == 4
-    assert scalar(base, 'duckgate_rate_limited_total') == 0
     assert scalar(base, 'count(duckgate_duckdb_memory_limit_bytes > 0)') == 4
     p95 = wait_for(base, 'histogram_quantile(0.95, sum by (le) '
                    '(rate(duckgate_query_duration_seconds_bucket{db="types"}[1m])))',

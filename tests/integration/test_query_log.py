@@ -9,29 +9,42 @@ other route; no API key, JWT, Authorization value or bound parameter value appea
 the server's log lines or /metrics; the slow-query WARN line; query_log = off."""
 
 import csv
+import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import time
+import urllib.parse
 
 import pytest
 
 import dgserver
 from dgserver import add_key, assert_error
+from jwt_helpers import JwtKeys, bearer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 PARAM_SENTINEL = "PARAM-SENTINEL-51d2e7c4"
 NAMED_SENTINEL = "NAMED-SENTINEL-0b9f33aa"
+SHORT_SENTINEL = "SECRETq7Zx3"  # fits search's max_length=20
 JWT_SENTINEL = ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJKV1QtU0VOVElORUwtN2E2MSJ9."
                 "JWTSENTINELsig7a61")
 
 
-def make_log_server(make_server, binary, extra=(), engines=2, more_keys=None):
+def make_log_server(make_server, binary, extra=(), engines=2, more_keys=None, named=False):
     """A server with auth on and admin/analyst/viewer keys (s.keys), plus more_keys
-    {name: (role, *add args)}."""
+    {name: (role, *add args)}; with named, a copy of tests/integration/named_queries."""
+    more = ["--queries-dir", "QDIR"] if named else []
     s = make_server(start=False, engines=engines,
-                    extra=["--auth", "on", "--keys-file", "KEYS"] + list(extra))
+                    extra=["--auth", "on", "--keys-file", "KEYS"] + more + list(extra))
+    if named:
+        qdir = os.path.join(s.dir, "queries")
+        shutil.copytree(os.path.join(HERE, "named_queries"), qdir)
+        s.args[s.args.index("QDIR")] = qdir
     path = os.path.join(s.dir, "keys.json")
     s.args[s.args.index("KEYS")] = path
     s.keys = {
@@ -109,8 +122,21 @@ def wait_for(fn, timeout=30.0, what="condition"):
 
 
 @pytest.fixture(scope="module")
-def qs(make_server, binary):
-    return make_log_server(make_server, binary, extra=["--slow-query-ms", "1"])
+def jk(tmp_path_factory):
+    return JwtKeys(str(tmp_path_factory.mktemp("qlog-jwt")))
+
+
+@pytest.fixture(scope="module")
+def qs(make_server, binary, jk):
+    # Named queries and JWTs (HS256) as well as keys.
+    jwt_flags = [f for f in jk.server_flags(jwks=False) if f not in ("--auth", "on")]
+    return make_log_server(make_server, binary, extra=["--slow-query-ms", "1"] + jwt_flags,
+                           named=True)
+
+
+def named(s, name, params, key=None, headers=None):
+    url = "/api/q/main/%s?%s" % (name, urllib.parse.urlencode(params))
+    return s.get(url, headers=headers or auth(key))
 
 
 def test_rows_match_requests(qs):
@@ -182,9 +208,9 @@ def test_cache_hits_are_logged(qs):
     hit = sql(qs, text, analyst)
     assert hit.status_code == 200 and "hit" in hit.headers["Cache-Status"], hit.headers
     assert hit.content == first.content
-    r = qs.post("/api/query/main", data=json.dumps({"sql": text}),
-                headers=dict(auth(analyst), **{"If-None-Match": etag,
-                                               "Content-Type": "application/json"}))
+    # A conditional GET (for a POST a match is a 412, RFC 9110 §13.1.2).
+    r = qs.get("/api/query/main", params={"sql": text},
+               headers=dict(auth(analyst), **{"If-None-Match": etag}))
     assert r.status_code == 304, r.status_code
     not_modified = r
     r = qs.post("/api/query/main?cache=bypass", data=json.dumps({"sql": text}),
@@ -352,7 +378,7 @@ def test_invisible_to_everyone_else(qs):
         assert r.status_code in (400, 403), (text, r.status_code)
 
 
-def test_no_secrets_in_rows_logs_or_metrics(qs):
+def test_no_secrets_in_rows_logs_or_metrics(qs, jk):
     analyst, admin = qs.keys["analyst"], qs.keys["admin"]
     r = sql(qs, "SELECT $1 AS v, id FROM t WHERE id < 3", analyst, params=[PARAM_SENTINEL])
     assert r.status_code == 200 and PARAM_SENTINEL in r.text
@@ -362,6 +388,18 @@ def test_no_secrets_in_rows_logs_or_metrics(qs):
                  headers={"X-API-Key": analyst})
     assert r.status_code == 200
     wait_logged(qs, [r.headers["X-Request-Id"]])
+    # A named query with a secret value: its row has the values' hash, never the values.
+    r = named(qs, "search", {"q": SHORT_SENTINEL}, key=analyst)
+    assert r.status_code == 200, r.text[:300]
+    named_rid = r.headers["X-Request-Id"]
+    # An accepted JWT: the row names its subject, never the token.
+    token = jk.hs256(jk.claims(sub="qlog-sub", role="analyst"))
+    r = qs.query("main", "SELECT $1 AS v", params=[PARAM_SENTINEL], headers=bearer(token))
+    assert r.status_code == 200, r.text[:300]
+    jwt_rid = r.headers["X-Request-Id"]
+    rows = by_request(wait_logged(qs, [named_rid, jwt_rid]), {named_rid, jwt_rid})
+    assert rows[jwt_rid][0]["principal"] == "jwt:qlog-sub", rows[jwt_rid]
+    assert re.fullmatch(r"[0-9a-f]{64}", rows[named_rid][0]["params_hash"] or ""), rows[named_rid]
     r = qs.query("main", "SELECT 1", headers=auth(JWT_SENTINEL))
     assert r.status_code == 401
     r = qs.query_get("main", "SELECT $1 AS v", params=[PARAM_SENTINEL])
@@ -376,7 +414,8 @@ def test_no_secrets_in_rows_logs_or_metrics(qs):
     texts.append(qs.log())
     for t in texts:
         for secret in (PARAM_SENTINEL, NAMED_SENTINEL, analyst, admin, qs.keys["viewer"],
-                       JWT_SENTINEL, "JWT-SENTINEL"):
+                       JWT_SENTINEL, "JWT-SENTINEL", SHORT_SENTINEL, token,
+                       token.split(".")[2]):
             assert secret not in t, "secret %r leaked" % secret[:20]
     # The SQL text itself (the caller's own) is logged, with its placeholders.
     assert any(row["query"] == "SELECT $1 AS v, id FROM t WHERE id < 3" for row in log_rows(qs))
@@ -519,3 +558,152 @@ def test_state_dir_must_not_be_data_dir(make_server):
         s.start()
     assert "the data directory" in str(e.value)
     s.close()
+
+
+def metrics_of(s):
+    """/metrics as {(name, frozenset(labels)): value}."""
+    out = {}
+    for line in s.get("/metrics").text.splitlines():
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line)
+        if m:
+            labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"',
+                                          m.group(2) or ""))
+            out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def test_named_admin_and_new_fields(qs, jk):
+    """Named queries (kind named, the name and a hash of the values), admin SQL (kind admin) and
+    the columns params_hash, execute_ms, encode_ms and client_addr, for key and JWT callers."""
+    analyst, admin = qs.keys["analyst"], qs.keys["admin"]
+    tag = str(time.time_ns())[-6:]
+    n1 = named(qs, "search", {"q": "a" + tag}, key=analyst)
+    n2 = named(qs, "search", {"q": "a" + tag}, key=analyst)  # the same values
+    n3 = named(qs, "search", {"q": "b" + tag}, key=analyst)  # other values
+    for r in (n1, n2, n3):
+        assert r.status_code == 200, r.text[:300]
+    adm_sql = "SELECT 7 AS seven -- %s" % tag
+    a1 = qs.post("/api/admin/query/main", json={"sql": adm_sql}, headers=auth(admin))
+    assert a1.status_code == 200, a1.text[:300]
+    a2 = qs.post("/api/admin/query/main", json={"sql": "SELEC 7"}, headers=auth(admin))
+    assert_error(a2, 400, "SQL_ERROR")
+    token = jk.hs256(jk.claims(sub="field-sub", role="analyst"))
+    slow_sql = "SELECT count(*) AS n FROM range(3000000) WHERE range > 7 -- %s" % tag
+    j1 = qs.query("main", slow_sql, headers=bearer(token))
+    assert j1.status_code == 200, j1.text[:300]
+    resps = {"n1": n1, "n2": n2, "n3": n3, "a1": a1, "a2": a2, "j1": j1}
+    ids = {k: r.headers["X-Request-Id"] for k, r in resps.items()}
+    got = by_request(wait_logged(qs, ids.values()), set(ids.values()))
+    rows = {}
+    for k, rid in ids.items():
+        assert len(got.get(rid, [])) == 1, (k, got.get(rid))
+        rows[k] = got[rid][0]
+    for k in ("n1", "n2", "n3"):
+        row = rows[k]
+        assert row["kind"] == "named" and row["db"] == "main" and row["query"] == "search", row
+        assert row["role"] == "analyst" and row["principal"].startswith("key:"), row
+        assert re.fullmatch(r"[0-9a-f]{64}", row["params_hash"] or ""), row
+        assert tag not in json.dumps(row), row  # the values never appear
+    assert rows["n1"]["params_hash"] == rows["n2"]["params_hash"]
+    assert rows["n1"]["params_hash"] != rows["n3"]["params_hash"]
+    assert rows["a1"]["kind"] == "admin" and rows["a1"]["query"] == adm_sql, rows["a1"]
+    assert rows["a1"]["role"] == "admin" and rows["a1"]["rows"] == 1, rows["a1"]
+    assert rows["a2"]["kind"] == "admin" and rows["a2"]["status"] == 400, rows["a2"]
+    assert rows["a2"]["code"] == "SQL_ERROR", rows["a2"]
+    assert rows["j1"]["principal"] == "jwt:field-sub" and rows["j1"]["kind"] == "sql", rows["j1"]
+    for k, row in rows.items():
+        # Every caller's address has its own column (keys and JWTs too).
+        assert row["client_addr"] == "127.0.0.1", (k, row)
+        if k not in ("n1", "n2", "n3"):
+            assert row["params_hash"] is None, (k, row)
+    # Engine timings: what ran on an engine has them, within its duration.
+    for k in ("n1", "a1", "j1"):
+        row = rows[k]
+        assert row["execute_ms"] is not None and row["encode_ms"] is not None, (k, row)
+        assert 0 <= row["execute_ms"] <= row["duration_ms"] + 1, (k, row)
+        assert 0 <= row["encode_ms"] <= row["duration_ms"] + 1, (k, row)
+    assert rows["j1"]["execute_ms"] > 0, rows["j1"]
+    # The columns are there for admin SQL too.
+    r = qs.post("/api/admin/query/_query_log", headers=auth(admin), json={
+        "sql": "SELECT kind, params_hash, client_addr, execute_ms IS NOT NULL FROM query_log "
+               "WHERE request_id = $1", "params": [ids["n1"]]})
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["rows"] == [["named", rows["n1"]["params_hash"], "127.0.0.1", True]]
+
+
+def test_query_kinds_and_cancel_metrics(qs):
+    """duckgate_queries_total and the duration histogram count every kind (sql, named, admin,
+    job) with exact deltas; a cancelled job counts an interrupt with reason cancel."""
+    analyst, admin = qs.keys["analyst"], qs.keys["admin"]
+    before = metrics_of(qs)
+    for kind in ("sql", "named", "admin", "job"):
+        assert ("duckgate_queries_total",
+                frozenset({("db", "main"), ("kind", kind), ("status", "200")})) in before, kind
+    tag = time.time_ns()
+    for i in range(2):
+        assert sql(qs, "SELECT %d AS i -- %d" % (i, tag), analyst).status_code == 200
+    assert named(qs, "search", {"q": "k%d" % (tag % 100000)}, key=analyst).status_code == 200
+    assert qs.post("/api/admin/query/main", json={"sql": "SELECT 1"},
+                   headers=auth(admin)).status_code == 200
+    assert_error(qs.post("/api/admin/query/main", json={"sql": "SELEC 1"}, headers=auth(admin)),
+                 400, "SQL_ERROR")
+    done = submit_job(qs, "SELECT 5 AS five -- %d" % tag)
+    assert wait_job(qs, done)["state"] == "done"
+    cancelled = submit_job(qs, dgserver.ENDLESS_SQL)
+    end = time.monotonic() + 30
+    while qs.get("/api/admin/jobs/" + cancelled, headers=auth(admin)).json()["state"] != "running":
+        assert time.monotonic() < end, "the job never ran"
+        time.sleep(0.02)
+    r = qs.request("DELETE", "/api/admin/jobs/" + cancelled, headers=auth(admin))
+    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    after = metrics_of(qs)
+
+    def delta(name, **labels):
+        key = (name, frozenset(labels.items()))
+        return after.get(key, 0) - before.get(key, 0)
+
+    q = "duckgate_queries_total"
+    assert delta(q, db="main", kind="sql", status="200") == 2
+    assert delta(q, db="main", kind="named", status="200") == 1
+    assert delta(q, db="main", kind="admin", status="200") == 1
+    assert delta(q, db="main", kind="admin", status="400") == 1
+    assert delta(q, db="main", kind="job", status="200") == 1
+    assert delta(q, db="main", kind="job", status="499") == 1
+    h = "duckgate_query_duration_seconds_count"
+    assert delta(h, db="main", kind="sql") == 2
+    assert delta(h, db="main", kind="named") == 1
+    assert delta(h, db="main", kind="admin") == 2
+    assert delta(h, db="main", kind="job") == 2
+    assert delta("duckgate_interrupts_total", reason="cancel") == 1
+    assert delta("duckgate_interrupts_total", reason="deadline") == 0
+
+
+def test_retention_by_age(make_server, binary):
+    """Rows older than query_log_retention_days go at the first store of a new process: rows
+    written into the file while the server was stopped, 40 and 10 days old, with 30 days."""
+    s = make_log_server(make_server, binary, extra=["--query-log-retention-days", "30"])
+    s2 = None
+    try:
+        rid = sql(s, "SELECT 1 AS one", s.keys["analyst"]).headers["X-Request-Id"]
+        wait_logged(s, [rid])
+        assert s.terminate() == 0
+        path = os.path.join(s.state_dir, "query_log.duckdb")
+        dgserver.exec_sql(binary, path,
+                          "INSERT INTO query_log (ts, request_id, kind, status, front, seq) VALUES "
+                          "(now()::TIMESTAMP - INTERVAL 40 DAY, 'ancient-40d', 'sql', 200, "
+                          "'old-front', 1), "
+                          "(now()::TIMESTAMP - INTERVAL 10 DAY, 'recent-10d', 'sql', 200, "
+                          "'old-front', 2)")
+        s2 = make_server(start=False, extra=["--auth", "on", "--keys-file", s.keys_path,
+                                             "--state-dir", s.state_dir,
+                                             "--query-log-retention-days", "30"])
+        s2.keys = s.keys
+        s2.start()
+        rid2 = sql(s2, "SELECT 2 AS two", s2.keys["analyst"]).headers["X-Request-Id"]
+        ids = {row["request_id"] for row in wait_logged(s2, [rid2])}
+        assert rid2 in ids and rid in ids and "recent-10d" in ids, ids
+        assert "ancient-40d" not in ids, ids
+    finally:
+        s.close()
+        if s2:
+            s2.close()

@@ -82,9 +82,13 @@ static char *list(dg_db_t *db, const char *fdb, int slo, int shi, int64_t since_
         fail_msg("listing failed: %s", err.msg);
     }
     const dg_schema_t *sc = dg_db_cursor_schema(c);
-    assert_int_equal(sc->n_cols, 14);
+    assert_int_equal(sc->n_cols, 18);
     assert_string_equal(sc->names[0], "ts");
     assert_string_equal(sc->names[1], "request_id");
+    assert_string_equal(sc->names[5], "params_hash");
+    assert_string_equal(sc->names[8], "client_addr");
+    assert_string_equal(sc->names[14], "execute_ms");
+    assert_string_equal(sc->names[15], "encode_ms");
     dg_buf_t out;
     dg_buf_init(&out, 0);
     *out_n = 0;
@@ -251,12 +255,87 @@ static void test_bad_batches(void **state)
     dg_db_close(db);
 }
 
+/* Fails the test unless cond (a boolean SQL expression over the store) holds. */
+static void check_sql(dg_db_t *db, const char *cond)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql, "SELECT CASE WHEN (%s) THEN 1 ELSE error('failed: %s') END", cond,
+             "condition");
+    dg_error_t err;
+    dg_error_clear(&err);
+    if (dg_db_exec(db, sql, &err) != DG_OK) {
+        fail_msg("%s: %s", cond, err.msg);
+    }
+}
+
+/* A file written by an older version (the table without params_hash, execute_ms, encode_ms,
+ * client_addr) opens, keeps its rows, gets the new columns and takes rows with them. */
+static void test_upgrade_old_table(void **state)
+{
+    (void)state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/old.duckdb", g_dir);
+    dg_db_opts_t o = {.path = path, .name = "old", .read_only = false, .threads = 1};
+    dg_db_t *db = NULL;
+    dg_error_t err;
+    dg_error_clear(&err);
+    assert_int_equal(dg_db_open(&o, &db, &err), DG_OK);
+    assert_int_equal(
+        dg_db_exec(db,
+                   "CREATE TABLE query_log (ts TIMESTAMP NOT NULL, request_id VARCHAR, kind "
+                   "VARCHAR, db VARCHAR, query VARCHAR, principal VARCHAR, role VARCHAR, status "
+                   "INTEGER, code VARCHAR, \"rows\" UBIGINT, bytes UBIGINT, queue_ms DOUBLE, "
+                   "duration_ms DOUBLE, cache VARCHAR, front VARCHAR NOT NULL, seq UBIGINT NOT "
+                   "NULL); INSERT INTO query_log VALUES (now()::TIMESTAMP, 'old-1', 'sql', 'main', "
+                   "'SELECT 1', 'ip:1.2.3.4', 'analyst', 200, NULL, 1, 2, 0, 1, NULL, 'f0', 1)",
+                   &err),
+        DG_OK);
+    dg_db_close(db);
+    assert_int_equal(dg_db_qlog_open(path, 64u << 20, &db, &err), DG_OK);
+    json_t *r = row(7, dg_wall_ms(), "main", 200, 3);
+    json_object_set_new(r, "params_hash", json_string("ab12"));
+    json_object_set_new(r, "execute_ms", json_real(1.25));
+    json_object_set_new(r, "encode_ms", json_real(0.5));
+    json_object_set_new(r, "client_addr", json_string("10.0.0.9"));
+    json_t *batch = json_array();
+    json_array_append_new(batch, r);
+    json_array_append_new(batch, row(8, dg_wall_ms(), "main", 200, 3)); /* no new fields */
+    uint64_t last = 0;
+    bool known = false;
+    size_t n = 0;
+    assert_int_equal(dg_db_qlog_append(db, "f1", batch, &last, &known, &n, &err), DG_OK);
+    assert_int_equal(n, 2);
+    json_decref(batch);
+    check_sql(db, "(SELECT count(*) FROM query_log) = 3");
+    check_sql(db, "(SELECT count(*) FROM query_log WHERE request_id = 'old-1' AND params_hash "
+                  "IS NULL AND execute_ms IS NULL AND client_addr IS NULL) = 1");
+    check_sql(db, "(SELECT count(*) FROM query_log WHERE request_id = 'req-7' AND params_hash = "
+                  "'ab12' AND execute_ms = 1.25 AND encode_ms = 0.5 AND client_addr = "
+                  "'10.0.0.9') = 1");
+    check_sql(db, "(SELECT count(*) FROM query_log WHERE request_id = 'req-8' AND encode_ms IS "
+                  "NULL AND params_hash IS NULL) = 1");
+    size_t cnt = 0;
+    char *ids = list(db, "", 0, 999, 0, 10, &cnt);
+    assert_int_equal(cnt, 3);
+    free(ids);
+    dg_db_close(db);
+    /* Opening again (columns present) is a no-op. */
+    assert_int_equal(dg_db_qlog_open(path, 64u << 20, &db, &err), DG_OK);
+    check_sql(db, "(SELECT count(*) FROM query_log) = 3");
+    dg_db_close(db);
+    char p2[420];
+    snprintf(p2, sizeof p2, "%s.wal", path);
+    unlink(p2);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_append_dedup_list),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_bad_batches),
+        cmocka_unit_test(test_upgrade_old_table),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
