@@ -481,12 +481,22 @@ static dg_rc_t queue(struct dg_http_conn_ *c, int status, struct MHD_Response *r
         return DG_CLIENT_GONE;
     }
     /* no-store unless the handler chose a Cache-Control (the result cache's responses). */
-    bool has_cc = false;
+    bool has_cc = false, has_timing = false;
     for (size_t i = 0; i < n_headers; i++) {
         has_cc = has_cc || (headers[i].value && strcasecmp(headers[i].name, "Cache-Control") == 0);
+        has_timing = has_timing ||
+                     (headers[i].value && strcasecmp(headers[i].name, "Server-Timing") == 0);
     }
     bool ok = (has_cc || MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES) &&
               MHD_add_response_header(resp, "X-Request-Id", c->req.id) == MHD_YES;
+    /* Every error answer tells the browser's developer tools how long it took, also those
+     * refused before a handler measured anything (401, 403, 422, 429, ...). */
+    if (ok && status >= 400 && !has_timing) {
+        char timing[48];
+        snprintf(timing, sizeof timing, "total;dur=%.3f",
+                 (double)(dg_now_us() - c->start_us) / 1000.0);
+        ok = MHD_add_response_header(resp, "Server-Timing", timing) == MHD_YES;
+    }
     if (content_type) {
         ok = ok &&
              MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES;

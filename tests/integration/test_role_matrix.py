@@ -167,6 +167,10 @@ def test_matrix(servers, method, path, body, want):
             err = error_body(r)
             ok = err["code"] == ("UNAUTHORIZED" if got == 401 else "FORBIDDEN")
             ok = ok and (got != 401 or r.headers.get("WWW-Authenticate", "").startswith("Bearer"))
+        # Every error answer, also the gate's, says how long it took (Server-Timing total).
+        if ok and got >= 400 and "total;dur=" not in r.headers.get("Server-Timing", ""):
+            ok = False
+            got = "%d without Server-Timing total (%r)" % (got, r.headers.get("Server-Timing"))
         if not ok:
-            bad.append("%s: want %s got %d %s" % (caller, expect, got, r.text[:160]))
+            bad.append("%s: want %s got %s %s" % (caller, expect, got, r.text[:160]))
     assert not bad, "%s %s\n" % (method, path) + "\n".join(bad)
