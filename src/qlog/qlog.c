@@ -424,6 +424,10 @@ static bool ship_once(dg_qlog_t *q, bool *out_more)
             *out_more = q->count > 0;
             pthread_mutex_unlock(&q->mu);
         } else {
+            /* Rows remain: the flusher waits a tick before the retry. Without this a busy
+             * engine (no free slot for the log) turned the flusher into a spin that formatted
+             * the same batch over and over. */
+            *out_more = true;
             DG_LOGD(MOD, "query log batch not shipped rows=%zu rc=%s; retrying", n, dg_rc_name(rc));
         }
     }

@@ -374,6 +374,44 @@ static void test_flusher_retries(void **state)
     pthread_mutex_destroy(&st.mu);
 }
 
+/* A store that keeps refusing (a busy engine has no slot for the log) is retried once per
+ * flush tick, not in a loop that formats the same batch again and again. */
+static void test_refused_store_retried_per_tick(void **state)
+{
+    (void)state;
+    store_t st = {.refuse = 1000000};
+    pthread_mutex_init(&st.mu, NULL);
+    dg_qlog_opts_t o = {.is_on = true,
+                        .capacity = 1000,
+                        .max_query_bytes = 100,
+                        .flush_ms = 50,
+                        .batch_rows = 4,
+                        .ship = store_ship,
+                        .ship_ctx = &st};
+    dg_qlog_t *q = NULL;
+    assert_int_equal(dg_qlog_new(&o, &q), DG_OK);
+    for (int i = 0; i < 10; i++) {
+        record(q, "r", "SELECT 1", 200); /* past batch_rows: the flusher wakes at once */
+    }
+    int64_t t0 = dg_now_ms();
+    dg_sleep_ms(500);
+    pthread_mutex_lock(&st.mu);
+    int calls = st.calls;
+    pthread_mutex_unlock(&st.mu);
+    int64_t ms = dg_now_ms() - t0;
+    /* About one attempt per 50 ms tick; a spin makes thousands. */
+    assert_true(calls >= 1);
+    assert_true(calls <= 2 + (int)(ms / 50) * 2);
+    pthread_mutex_lock(&st.mu);
+    st.refuse = 0;
+    pthread_mutex_unlock(&st.mu);
+    assert_true(dg_qlog_sync(q, 10000));
+    dg_qlog_free(q);
+    assert_int_equal(st.rows, 10);
+    assert_false(st.is_bad);
+    pthread_mutex_destroy(&st.mu);
+}
+
 /* A store that calls the first batch malformed, then keeps everything. */
 static dg_rc_t store_ship_malformed_once(void *ctx, const char *rows_json, size_t rows_len,
                                          uint64_t last_seq)
@@ -566,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_truncation_utf8),
         cmocka_unit_test(test_off_and_null),
         cmocka_unit_test(test_flusher_retries),
+        cmocka_unit_test(test_refused_store_retried_per_tick),
         cmocka_unit_test(test_sync_times_out_when_refused),
         cmocka_unit_test(test_malformed_batch_is_dropped),
     };
