@@ -102,8 +102,10 @@ typedef struct eng {
 
 typedef struct waiter {
     struct waiter *next;
-    int want;        /* engine index it may take a slot of; -1 = any */
-    dg_slot_t *slot; /* set by dispatch() when a slot is handed off */
+    int want;          /* engine index it may take a slot of; -1 = any */
+    dg_slot_t *slot;   /* set by dispatch() when a slot is handed off */
+    pthread_cond_t cv; /* signalled for this waiter alone: a hand-off wakes one thread, not
+                          every queued request (a broadcast woke them all per release) */
 } waiter_t;
 
 /* A freshly spawned engine before its init answer. */
@@ -220,7 +222,6 @@ static dg_slot_t *take_best(dg_engines_t *p, int want)
  * lists without overtaking anyone. */
 static void dispatch(dg_engines_t *p)
 {
-    bool any = false;
     waiter_t *prev = NULL;
     waiter_t *w = p->q_head;
     while (w) {
@@ -245,12 +246,19 @@ static void dispatch(dg_engines_t *p)
         p->q_len--;
         w->next = NULL;
         w->slot = s;
-        any = true;
+        pthread_cond_signal(&w->cv);
         w = next;
     }
-    if (any) {
-        pthread_cond_broadcast(&p->cv);
+}
+
+/* Wakes every queued waiter and every thread waiting on the pool's cv (a drain, an engine that
+ * came up): each looks at the state again. Under mu. */
+static void wake_all(dg_engines_t *p)
+{
+    for (waiter_t *w = p->q_head; w; w = w->next) {
+        pthread_cond_signal(&w->cv);
     }
+    pthread_cond_broadcast(&p->cv);
 }
 
 static void queue_remove(dg_engines_t *p, waiter_t *w)
@@ -603,7 +611,7 @@ static dg_rc_t install_engine(dg_engines_t *p, int idx, spawn_t *sp)
     }
     e->ever_up = true;
     dispatch(p);
-    pthread_cond_broadcast(&p->cv);
+    wake_all(p);
     pthread_mutex_unlock(&p->mu);
     free(made);
     free(sp->slot_fds);
@@ -1045,7 +1053,7 @@ void dg_engines_stop(dg_engines_t *p, int64_t drain_ms)
     struct timespec ts;
     pthread_mutex_lock(&p->mu);
     p->draining = true;
-    pthread_cond_broadcast(&p->cv);
+    wake_all(p);
     abs_deadline(&ts, drain_ms > 0 ? drain_ms : 0);
     while (p->leased > 0) {
         if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) {
@@ -1108,8 +1116,7 @@ static bool client_gone_now(int fd, bool *watch)
     return poll(&pfd, 1, 0) > 0 && client_gone(fd, pfd.revents, watch);
 }
 
-dg_rc_t dg_engines_acquire(dg_engines_t *p, int client_fd, dg_slot_t **out,
-                           int *out_retry_after_s)
+dg_rc_t dg_engines_acquire(dg_engines_t *p, int client_fd, dg_slot_t **out, int *out_retry_after_s)
 {
     return dg_engines_acquire_on(p, -1, client_fd, out, out_retry_after_s);
 }
@@ -1142,6 +1149,11 @@ dg_rc_t dg_engines_acquire_on(dg_engines_t *p, int engine_idx, int client_fd, dg
         goto out;
     }
     waiter_t w = {.want = engine_idx};
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w.cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (p->q_tail) {
         p->q_tail->next = &w;
     } else {
@@ -1159,13 +1171,16 @@ dg_rc_t dg_engines_acquire_on(dg_engines_t *p, int engine_idx, int client_fd, dg
         }
         struct timespec ts;
         abs_deadline(&ts, give_up - now < QUEUE_POLL_MS ? give_up - now : QUEUE_POLL_MS);
-        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        pthread_cond_timedwait(&w.cv, &p->mu, &ts);
     }
+    /* Off the queue now (dispatch() took it, or it is removed below): nobody signals w.cv. */
     if (w.slot) {
+        pthread_cond_destroy(&w.cv);
         *out = w.slot;
         goto out;
     }
     queue_remove(p, &w);
+    pthread_cond_destroy(&w.cv);
     rc = p->draining ? DG_DRAINING : gone ? DG_CLIENT_GONE : DG_OVERLOADED;
     pthread_cond_broadcast(&p->cv); /* stop() may be waiting for the queue to empty */
 
