@@ -195,6 +195,11 @@ dg_rc_t dg_http_respond(dg_http_req_t *r, int status, const char *content_type, 
  * Allow for 405s (from r->match.allow). */
 dg_rc_t dg_http_respond_error(dg_http_req_t *r, dg_rc_t rc, const char *message,
                               const char *query_id, int retry_after_s);
+/* dg_http_respond_error with a Server-Timing header (NULL or "" = the http layer's own
+ * `total`, as on every error answer). */
+dg_rc_t dg_http_respond_error_timed(dg_http_req_t *r, dg_rc_t rc, const char *message,
+                                    const char *query_id, int retry_after_s,
+                                    const char *server_timing);
 
 /* Stream callbacks: read copies at most max bytes into buf and returns how many (> 0), or
  * DG_HTTP_STREAM_END at the end, or DG_HTTP_STREAM_ERROR to abort the body (the connection is

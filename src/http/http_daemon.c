@@ -484,8 +484,8 @@ static dg_rc_t queue(struct dg_http_conn_ *c, int status, struct MHD_Response *r
     bool has_cc = false, has_timing = false;
     for (size_t i = 0; i < n_headers; i++) {
         has_cc = has_cc || (headers[i].value && strcasecmp(headers[i].name, "Cache-Control") == 0);
-        has_timing = has_timing ||
-                     (headers[i].value && strcasecmp(headers[i].name, "Server-Timing") == 0);
+        has_timing =
+            has_timing || (headers[i].value && strcasecmp(headers[i].name, "Server-Timing") == 0);
     }
     bool ok = (has_cc || MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES) &&
               MHD_add_response_header(resp, "X-Request-Id", c->req.id) == MHD_YES;
@@ -574,6 +574,13 @@ dg_rc_t dg_http_respond(dg_http_req_t *r, int status, const char *content_type, 
 dg_rc_t dg_http_respond_error(dg_http_req_t *r, dg_rc_t rc, const char *message,
                               const char *query_id, int retry_after_s)
 {
+    return dg_http_respond_error_timed(r, rc, message, query_id, retry_after_s, NULL);
+}
+
+dg_rc_t dg_http_respond_error_timed(dg_http_req_t *r, dg_rc_t rc, const char *message,
+                                    const char *query_id, int retry_after_s,
+                                    const char *server_timing)
+{
     dg_buf_t b;
     dg_buf_init(&b, 8192);
     int status = dg_rc_http_status(rc);
@@ -581,9 +588,12 @@ dg_rc_t dg_http_respond_error(dg_http_req_t *r, dg_rc_t rc, const char *message,
         dg_buf_reset(&b);
         dg_http_error_json(&b, rc, NULL, NULL);
     }
-    dg_http_header_t h[3];
+    dg_http_header_t h[4];
     size_t n = 0;
     char retry[16], allow[96];
+    if (server_timing && *server_timing) {
+        h[n++] = (dg_http_header_t){"Server-Timing", server_timing};
+    }
     if (status == 503 || retry_after_s > 0) {
         snprintf(retry, sizeof retry, "%d", retry_after_s > 0 ? retry_after_s : 1);
         h[n++] = (dg_http_header_t){"Retry-After", retry};

@@ -73,24 +73,7 @@ static void respond_error_timed(dg_http_req_t *r, dg_rc_t rc, const char *messag
                                 int retry_after_s, char *timing, size_t cap)
 {
     timing_add(timing, cap, "total", (double)(dg_now_ms() - r->start_ms));
-    dg_buf_t b;
-    dg_buf_init(&b, 8192);
-    int status = dg_rc_http_status(rc);
-    if (dg_http_error_json(&b, rc, message, qid) != DG_OK) {
-        dg_buf_reset(&b);
-        dg_http_error_json(&b, rc, NULL, NULL);
-    }
-    char retry[16];
-    snprintf(retry, sizeof retry, "%d", retry_after_s > 0 ? retry_after_s : 1);
-    const dg_http_header_t h[3] = {
-        {"Server-Timing", timing},
-        {"X-Query-Id", qid},
-        {"Retry-After", status == 503 || retry_after_s > 0 ? retry : NULL},
-    };
-    dg_log(status >= 500 ? DG_LOG_WARN : DG_LOG_DEBUG, "http", r->id, "error %s status=%d %s",
-           dg_rc_name(rc), status, message ? message : "");
-    dg_http_respond(r, status, "application/json", b.p ? b.p : "", b.len, h, 3);
-    dg_buf_free(&b);
+    dg_http_respond_error_timed(r, rc, message, qid, retry_after_s, timing);
 }
 
 /* respond_error_timed with only the total known (refused before any work). */
