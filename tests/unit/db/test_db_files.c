@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cmocka.h>
 
@@ -108,8 +109,12 @@ static void test_at_most_16_reads(void **state)
 {
     (void)state;
     char sql[2048] = "SELECT 1";
+    size_t len = strlen(sql);
     for (int i = 0; i < 17; i++) {
-        strcat(sql, " UNION ALL SELECT count(*) FROM read_csv('a.csv')");
+        int n = snprintf(sql + len, sizeof sql - len, "%s",
+                         " UNION ALL SELECT count(*) FROM read_csv('a.csv')");
+        assert_true(n > 0 && (size_t)n < sizeof sql - len);
+        len += (size_t)n;
     }
     size_t n = 0;
     dg_error_t err;
