@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 BIN=${DUCKGATE_BIN:-build-release/duckgate}
 [ -x "$BIN" ] || { echo "bench: no binary at $BIN" >&2; exit 1; }
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
@@ -81,21 +82,10 @@ start() { # name bin flags...
     local name=$1 bin=$2
     shift 2
     mkdir -p "$WORK/$name"
-    "$bin" serve --data-dir "$WORK/data" --state-dir "$WORK/$name" --listen 127.0.0.1:0 \
-        --engines "$ENGINES" --slots "$SLOTS" "$@" 2>"$WORK/$name.log" >/dev/null &
-    PIDS+=($!)
-    local port=""
-    for _ in $(seq 1 300); do
-        port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/$name.log" | head -n1)
-        [ -n "$port" ] && break
-        sleep 0.1
-    done
-    [ -n "$port" ] || { echo "bench: $name did not start" >&2; cat "$WORK/$name.log" >&2; exit 1; }
-    URL[$name]="http://127.0.0.1:$port"
-    for _ in $(seq 1 300); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "${URL[$name]}/ready")" = 200 ] && break
-        sleep 0.1
-    done
+    dg_bench_serve "$WORK/$name.log" "$bin" --data-dir "$WORK/data" --state-dir "$WORK/$name" \
+        --engines "$ENGINES" --slots "$SLOTS" "$@"
+    PIDS+=("$DG_PID")
+    URL[$name]=$DG_URL
 }
 NAMES="off metrics qlog full"
 # Rate limits off: one benchmark client would otherwise measure 429s.

@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 
 BIN=${DUCKGATE_BIN:-}
 if [ -z "$BIN" ]; then
@@ -64,22 +65,10 @@ INSERT INTO t SELECT i, 'name_' || i, i * 0.5, CAST(i % 100 AS INTEGER), DATE '2
   FROM range($ROWS) r(i) ORDER BY i;
 CHECKPOINT;" >/dev/null
 
-"$BIN" serve --data-dir "$WORK/data" --state-dir "$WORK/state" --listen 127.0.0.1:0 \
-    --engines "$ENGINES" --slots "$SLOTS" 2>"$WORK/server.log" >/dev/null &
-SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 300); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/server.log" | head -n1)
-    [ -n "$PORT" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$PORT" ] || { echo "bench: server did not start" >&2; cat "$WORK/server.log" >&2; exit 1; }
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 1 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/ready")" = 200 ] && break
-    sleep 0.1
-done
+dg_bench_serve "$WORK/server.log" "$BIN" --data-dir "$WORK/data" --state-dir "$WORK/state" \
+    --engines "$ENGINES" --slots "$SLOTS"
+SERVER_PID=$DG_PID
+URL=$DG_URL
 # Sanity: the lookup answers.
 if [[ " $SCENARIOS " == *" point "* ]]; then
     code=$(curl -s -o "$WORK/sanity.json" -w '%{http_code}' \

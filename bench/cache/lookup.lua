@@ -5,11 +5,7 @@
 local c = dofile("../http/common.lua")
 setup = c.setup
 
-local function urlencode(s)
-   return (string.gsub(s, "[^%w%-%._~]", function(ch)
-      return string.format("%%%02X", string.byte(ch))
-   end))
-end
+local urlencode = c.urlencode
 
 local mode = os.getenv("DG_LOOKUP") or "named"
 local rows = tonumber(os.getenv("DG_BENCH_ROWS") or "100000")

@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 
 BIN=${DUCKGATE_BIN:-}
 if [ -z "$BIN" ]; then
@@ -65,23 +66,10 @@ CHECKPOINT;" >/dev/null
 
 # The same flags for both scenarios: rate limits off (one client), no access log (both routes
 # would pay for it alike; off measures the paths themselves).
-"$BIN" serve --data-dir "$WORK/data" --state-dir "$WORK/state" --listen 127.0.0.1:0 \
-    --engines "$ENGINES" --slots "$SLOTS" --rate-limit off --access-log off \
-    2>"$WORK/server.log" >/dev/null &
-SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 300); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/server.log" | head -n1)
-    [ -n "$PORT" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$PORT" ] || { echo "bench: server did not start" >&2; exit 1; }
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 1 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/ready")" = 200 ] && break
-    sleep 0.1
-done
+dg_bench_serve "$WORK/server.log" "$BIN" --data-dir "$WORK/data" --state-dir "$WORK/state" \
+    --engines "$ENGINES" --slots "$SLOTS" --rate-limit off --access-log off
+SERVER_PID=$DG_PID
+URL=$DG_URL
 
 # A dashboard-sized answer (a 100-row aggregate as one JSON document, ~3 KB), stored by a
 # first request; every later one must be a hit (hit.lua counts a miss as status 599).
@@ -155,23 +143,11 @@ cat >"$WORK/queries/bench/point.sql" <<'SQL'
 -- @param id BIGINT required min=0 max=99999
 SELECT id, name, score, cat FROM t WHERE id = $id
 SQL
-"$BIN" serve --data-dir "$WORK/data" --state-dir "$WORK/state2" --listen 127.0.0.1:0 \
+dg_bench_serve "$WORK/server2.log" "$BIN" --data-dir "$WORK/data" --state-dir "$WORK/state2" \
     --engines "$ENGINES" --slots "$SLOTS" --rate-limit off --access-log off --cache off \
-    --queries-dir "$WORK/queries" 2>"$WORK/server2.log" >/dev/null &
-SERVER2_PID=$!
-PORT2=""
-for _ in $(seq 1 300); do
-    PORT2=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/server2.log" | head -n1)
-    [ -n "$PORT2" ] && break
-    kill -0 "$SERVER2_PID" 2>/dev/null || { cat "$WORK/server2.log" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$PORT2" ] || { echo "bench: the cache-off server did not start" >&2; exit 1; }
-URL2="http://127.0.0.1:$PORT2"
-for _ in $(seq 1 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL2/ready")" = 200 ] && break
-    sleep 0.1
-done
+    --queries-dir "$WORK/queries"
+SERVER2_PID=$DG_PID
+URL2=$DG_URL
 # Both forms must answer the same row, uncached.
 a=$(curl -s "$URL2/api/q/bench/point?id=4242&format=csv")
 b=$(curl -s "$URL2/api/query/bench?sql=SELECT%20id%2C%20name%2C%20score%2C%20cat%20FROM%20t%20WHERE%20id%20%3D%20%3F&params=%5B4242%5D&format=csv")

@@ -9,6 +9,13 @@ local M = {}
 local threads = {}
 local tcount = 0
 
+-- Percent-encodes s for a URL query value.
+function M.urlencode(s)
+   return (string.gsub(s, "[^%w%-%._~]", function(ch)
+      return string.format("%%%02X", string.byte(ch))
+   end))
+end
+
 function M.setup(thread)
    tcount = tcount + 1
    thread:set("tid", tcount)

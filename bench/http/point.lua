@@ -3,11 +3,7 @@
 local c = dofile("common.lua")
 setup = c.setup
 
-local function urlencode(s)
-   return (string.gsub(s, "[^%w%-%._~]", function(ch)
-      return string.format("%%%02X", string.byte(ch))
-   end))
-end
+local urlencode = c.urlencode
 
 local prefix = "/api/query/bench?sql=" .. urlencode("SELECT * FROM t WHERE id = ?") .. "&params="
 local rows = tonumber(os.getenv("DG_BENCH_ROWS") or "1000000")

@@ -18,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
+. "$ROOT/bench/lib.sh"
 
 BIN=${DUCKGATE_BIN:-}
 if [ -z "$BIN" ]; then
@@ -99,23 +100,10 @@ RES="$WORK/results.txt"
 : >"$RES"
 
 # ---- the server -------------------------------------------------------------------------
-"$BIN" serve --data-dir "$WORK/data" --state-dir "$WORK/state" --listen 127.0.0.1:0 \
-    --engines "$ENGINES" --slots "$SLOTS" --threads "$THREADS" --timeout-ms 600000 \
-    2>"$WORK/server.log" >/dev/null &
-SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 300); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/server.log" | head -n1)
-    [ -n "$PORT" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$PORT" ] || { echo "stream: server did not start" >&2; cat "$WORK/server.log" >&2; exit 1; }
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 1 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/ready")" = 200 ] && break
-    sleep 0.1
-done
+dg_bench_serve "$WORK/server.log" "$BIN" --data-dir "$WORK/data" --state-dir "$WORK/state" \
+    --engines "$ENGINES" --slots "$SLOTS" --threads "$THREADS" --timeout-ms 600000
+SERVER_PID=$DG_PID
+URL=$DG_URL
 ENGINE_PIDS=$(cat /proc/"$SERVER_PID"/task/*/children 2>/dev/null || true)
 echo "stream: server $URL pid $SERVER_PID engines $ENGINE_PIDS" >&2
 

@@ -261,6 +261,18 @@ def submit_job(s, text, db="main"):
     return r.json()["id"]
 
 
+def cancel_running_job(s):
+    """Submits an endless job, waits until it runs and cancels it; returns its id."""
+    jid = submit_job(s, dgserver.ENDLESS_SQL)
+    end = time.monotonic() + 30
+    while s.get("/api/admin/jobs/" + jid, headers=auth(s.keys["admin"])).json()["state"] != "running":
+        assert time.monotonic() < end, "the job never ran"
+        time.sleep(0.02)
+    r = s.request("DELETE", "/api/admin/jobs/" + jid, headers=auth(s.keys["admin"]))
+    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    return jid
+
+
 def test_jobs_are_logged(qs):
     """A finished job is a row of kind "job" keyed by the job id: done (200), failed (the
     error's status and code) and cancelled (499, CANCELLED)."""
@@ -270,13 +282,7 @@ def test_jobs_are_logged(qs):
     assert wait_job(qs, done)["state"] == "done"
     failed = submit_job(qs, "SELEC 5")
     assert wait_job(qs, failed)["state"] == "failed"
-    cancelled = submit_job(qs, dgserver.ENDLESS_SQL)
-    end = time.monotonic() + 30
-    while qs.get("/api/admin/jobs/" + cancelled, headers=auth(admin)).json()["state"] != "running":
-        assert time.monotonic() < end, "the job never ran"
-        time.sleep(0.02)
-    r = qs.request("DELETE", "/api/admin/jobs/" + cancelled, headers=auth(admin))
-    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    cancelled = cancel_running_job(qs)
     ids = {done, failed, cancelled}
     got = by_request(wait_logged(qs, ids), ids)
     assert set(got) == ids, "missing rows for %s" % (ids - set(got))
@@ -649,13 +655,7 @@ def test_query_kinds_and_cancel_metrics(qs):
                  400, "SQL_ERROR")
     done = submit_job(qs, "SELECT 5 AS five -- %d" % tag)
     assert wait_job(qs, done)["state"] == "done"
-    cancelled = submit_job(qs, dgserver.ENDLESS_SQL)
-    end = time.monotonic() + 30
-    while qs.get("/api/admin/jobs/" + cancelled, headers=auth(admin)).json()["state"] != "running":
-        assert time.monotonic() < end, "the job never ran"
-        time.sleep(0.02)
-    r = qs.request("DELETE", "/api/admin/jobs/" + cancelled, headers=auth(admin))
-    assert r.status_code == 200 and r.json()["state"] == "cancelled", r.text
+    cancelled = cancel_running_job(qs)
     after = metrics_of(qs)
 
     def delta(name, **labels):
