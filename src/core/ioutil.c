@@ -1,5 +1,7 @@
 #include "ioutil.h"
 
+#include "dgtime.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -51,16 +53,34 @@ dg_rc_t dg_read_all(int fd, void *p, size_t len)
     return DG_OK;
 }
 
+/* Random bytes for ids, fetched 256 at a time per thread: one getrandom per request was a
+ * system call on every request. Refilled after a fork, so a child never repeats its parent's. */
+static void random_bytes(unsigned char *out, size_t n)
+{
+    static __thread unsigned char pool[256];
+    static __thread size_t used = sizeof pool;
+    static __thread pid_t owner;
+    pid_t pid = getpid();
+    if (used + n > sizeof pool || owner != pid) {
+        if (getrandom(pool, sizeof pool, 0) != (ssize_t)sizeof pool) {
+            /* Cannot fail for 256 bytes once the pool is ready; keep a unique-ish fallback. */
+            for (size_t i = 0; i < sizeof pool; i++) {
+                pool[i] = (unsigned char)(i * 37 + (unsigned)pid + (unsigned)dg_now_us());
+            }
+        }
+        used = 0;
+        owner = pid;
+    }
+    memcpy(out, pool + used, n);
+    memset(pool + used, 0, n); /* used bytes are not kept around */
+    used += n;
+}
+
 void dg_random_id(char out[17])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char b[8] = {0};
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
-        /* getrandom cannot fail for 8 bytes once the pool is ready; keep a unique-ish fallback. */
-        for (size_t i = 0; i < sizeof b; i++) {
-            b[i] = (unsigned char)(i * 37 + (unsigned)getpid());
-        }
-    }
+    unsigned char b[8];
+    random_bytes(b, sizeof b);
     for (int i = 0; i < 8; i++) {
         out[2 * i] = hex[b[i] >> 4];
         out[2 * i + 1] = hex[b[i] & 15];

@@ -51,7 +51,8 @@
     X(STAGING_BUSY, 39, 409, "a job is writing the staging copy of the database")                  \
     X(TOO_MANY_HEADERS, 40, 431, "the request has too many header fields")                         \
     X(REQUEST_TIMEOUT, 41, 408, "the request did not arrive in time")                              \
-    X(PRECONDITION_FAILED, 42, 412, "a precondition of the request does not hold")
+    X(PRECONDITION_FAILED, 42, 412, "a precondition of the request does not hold")           \
+    X(TOO_MANY_CONNECTIONS, 43, 503, "too many open connections; retry later")
 
 typedef enum {
 #define DG_RC_ENUM(name, num, http, msg) DG_##name = num,

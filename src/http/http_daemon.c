@@ -11,8 +11,9 @@
  * MHD offers at most the free room of its per-connection pool (DESIGN §11), so readers copy
  * with an offset into their own buffer and the pool limit is raised.
  *
- * Connection limits: libmicrohttpd enforces max_connections (it closes further connections
- * at once) and the idle timeout; it has no deadline for a request head or body that trickles
+ * Connection limits: a connection opened past max_connections has its request answered 503
+ * TOO_MANY_CONNECTIONS with Connection: close (libmicrohttpd itself closes connections past
+ * a headroom above that, unanswered); libmicrohttpd enforces the idle timeout; it has no deadline for a request head or body that trickles
  * in a byte at a time (slowloris, slow POST), for a client that takes a response a few bytes
  * at a time, nor for a connection's total age. A watchdog thread does all four: every
  * connection's socket context sits in a list with its accept time, the time its current head
@@ -93,6 +94,7 @@ struct dg_http {
     bool has_watchdog;
     bool is_stopping;
     conn_ctx *conns; /* every open connection's socket context */
+    size_t n_conns;  /* how many (under mu) */
 };
 
 /* Per connection (MHD socket context): the raw target of the current request, and what the
@@ -110,8 +112,13 @@ struct conn_ctx {
     char rid[65];               /* the current request's id, for the watchdog's 408; written
                                    before req_start_ms is set */
     atomic_bool is_busy;        /* a request is being handled or answered */
+    bool is_over;               /* opened past max_connections: its request gets a 503 */
     bool is_shut;               /* the watchdog shut the socket down (under mu) */
     conn_ctx *prev, *next;      /* under mu */
+    /* The connection's thread only: */
+    struct dg_http_conn_ *spare; /* the last request's state, reused by the next one (a
+                                    fresh calloc of it per request cost a heap consolidation) */
+    char peer[INET6_ADDRSTRLEN]; /* the peer's numeric address; "" = not known */
 };
 
 /* Per request. */
@@ -162,6 +169,22 @@ __attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const ch
 
 /* ---- per-connection context -------------------------------------------------------- */
 
+static bool peer_text(struct MHD_Connection *mc, char *out, size_t cap);
+
+static unsigned max_connections(const dg_http_t *h)
+{
+    return h->opts.max_connections ? h->opts.max_connections : 1024;
+}
+
+/* libmicrohttpd's own limit sits this far above max_connections: connections in between are
+ * answered 503 TOO_MANY_CONNECTIONS (with Connection: close) once their request head is in;
+ * beyond it libmicrohttpd closes them unanswered. */
+static unsigned connection_headroom(const dg_http_t *h)
+{
+    unsigned extra = max_connections(h) / 8;
+    return extra < 8 ? 8 : extra > 256 ? 256 : extra;
+}
+
 /* MHD runs the CLOSED notification before it closes the socket, so under mu the watchdog
  * only ever shuts down a descriptor that still belongs to its connection. */
 static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
@@ -176,6 +199,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
         cc->fd = ci ? ci->connect_fd : -1;
+        peer_text(mc, cc->peer, sizeof cc->peer);
         long long now = dg_now_ms();
         atomic_init(&cc->accepted_ms, now);
         atomic_init(&cc->head_start_ms, now);
@@ -184,6 +208,7 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
         atomic_init(&cc->cut_status, 0);
         atomic_init(&cc->is_busy, false);
         pthread_mutex_lock(&h->mu);
+        cc->is_over = ++h->n_conns > max_connections(h);
         cc->next = h->conns;
         if (h->conns) {
             h->conns->prev = cc;
@@ -202,8 +227,10 @@ static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_co
         if (cc->next) {
             cc->next->prev = cc->prev;
         }
+        h->n_conns--;
         pthread_mutex_unlock(&h->mu);
         free(cc->uri);
+        free(cc->spare);
         free(cc);
         *socket_context = NULL;
     }
@@ -509,7 +536,8 @@ static dg_rc_t queue(struct dg_http_conn_ *c, int status, struct MHD_Response *r
     ok = ok && add_cors_headers(c, resp);
     /* A body we refused to read must not be parsed as the next request; a connection past
      * connection_max_s ends with this response. */
-    if (c->is_too_large || (!c->is_started && has_body(c->mc)) || is_conn_old(c)) {
+    if (c->is_too_large || (!c->is_started && has_body(c->mc)) || is_conn_old(c) ||
+        (cc && cc->is_over)) {
         ok = ok && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
     }
     if (ok) {
@@ -712,6 +740,12 @@ static bool peer_text(struct MHD_Connection *mc, char *out, size_t cap)
 
 bool dg_http_req_peer(dg_http_req_t *r, char *out, size_t cap)
 {
+    const conn_ctx *cc = get_conn_ctx(r->conn_->mc);
+    size_t len = cc ? strlen(cc->peer) : 0;
+    if (len > 0 && len < cap) {
+        memcpy(out, cc->peer, len + 1);
+        return true;
+    }
     return peer_text(r->conn_->mc, out, cap);
 }
 
@@ -839,6 +873,13 @@ static void on_head(struct dg_http_conn_ *c, const char *method)
         early_error(c, DG_NOMEM, NULL);
         return;
     }
+    if (cc->is_over) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "the server has %u connections open, its max_connections",
+                 max_connections(h));
+        early_error(c, DG_TOO_MANY_CONNECTIONS, msg);
+        return;
+    }
     uint64_t max_url = h->opts.max_url_bytes ? h->opts.max_url_bytes : 64u * 1024u;
     if (cc->uri_len > max_url) {
         char msg[128];
@@ -907,8 +948,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mc, const cha
     dg_http_t *h = cls;
     struct dg_http_conn_ *c = *con_cls;
     if (!c) {
-        c = calloc(1, sizeof *c);
-        if (!c) {
+        conn_ctx *owner = get_conn_ctx(mc);
+        if (owner && owner->spare) {
+            c = owner->spare;
+            owner->spare = NULL;
+            memset(c, 0, sizeof *c);
+        } else if (!(c = calloc(1, sizeof *c))) {
             return MHD_NO;
         }
         *con_cls = c;
@@ -1164,7 +1209,11 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     }
     dg_http_target_free(&c->req.target);
     dg_buf_free(&c->req.body);
-    free(c);
+    if (cc && !cc->spare) {
+        cc->spare = c;
+    } else {
+        free(c);
+    }
     if (cc) {
         claim_request(cc);
         atomic_store(&cc->send_wait_ms, 0);
@@ -1294,7 +1343,7 @@ dg_rc_t dg_http_start(const dg_http_opts_t *opts, dg_http_t **out, dg_error_t *e
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->listen_fd, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)POOL_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 60), MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(opts->max_connections ? opts->max_connections : 1024),
+        max_connections(h) + connection_headroom(h),
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_URI_LOG_CALLBACK, on_uri, h,
         MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         h, MHD_OPTION_END);
