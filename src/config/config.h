@@ -79,6 +79,7 @@ typedef struct dg_config {
     uint64_t query_log_sql_bytes; /* SQL text kept per row; longer is cut; default 4 KiB */
     int query_log_retention_days; /* older rows are deleted; 0 = no age limit; default 30 */
     uint64_t query_log_max_rows;  /* only the newest rows are kept; 0 = no cap; default 0 */
+    uint64_t query_log_max_bytes; /* the store's file is kept under this; 0 = no cap; 1 GiB */
     int64_t slow_query_ms;      /* WARN line for queries at least this long; 0 = off; 1000 */
     /* access (src/auth, docs/auth.md) */
     char *auth;                 /* off|on; default off (every caller is public) */

@@ -231,13 +231,29 @@ out:
     return rc;
 }
 
-dg_rc_t dg_db_qlog_retain(dg_db_t *db, int64_t cutoff_ms, uint64_t max_rows, uint64_t *out_deleted,
+/* Rows a size trim always keeps. */
+#define MIN_KEEP_ROWS 1000
+
+/* Deletes all but the newest keep rows; *out_deleted gets how many went. */
+static dg_rc_t keep_newest(dg_db_t *db, duckdb_connection con, uint64_t keep, uint64_t *out_deleted,
+                           dg_error_t *err)
+{
+    return run_one(db, con,
+                   "DELETE FROM " DG_DB_QLOG_TABLE
+                   " WHERE rowid IN (SELECT rowid FROM " DG_DB_QLOG_TABLE
+                   " ORDER BY ts DESC, seq DESC OFFSET $1)",
+                   NULL, (int64_t)keep, true, true, out_deleted, err);
+}
+
+dg_rc_t dg_db_qlog_retain(dg_db_t *db, int64_t cutoff_ms, uint64_t max_rows, uint64_t max_bytes,
+                          uint64_t size_floor, uint64_t *out_deleted, uint64_t *out_used,
                           dg_error_t *err)
 {
     duckdb_connection con = NULL;
     dg_rc_t rc = DG_OK;
     uint64_t n = 0, count = 0;
     *out_deleted = 0;
+    *out_used = 0;
     if (duckdb_connect(db->inst, &con) != DuckDBSuccess) {
         return dg_error_set(err, DG_INTERNAL, "could not connect to the query log");
     }
@@ -246,16 +262,41 @@ dg_rc_t dg_db_qlog_retain(dg_db_t *db, int64_t cutoff_ms, uint64_t max_rows, uin
                      NULL, cutoff_ms * 1000, true, true, &n, err);
         *out_deleted += n;
     }
-    if (rc == DG_OK && max_rows > 0) {
+    if (rc == DG_OK && (max_rows > 0 || max_bytes > 0)) {
         rc = run_one(db, con, "SELECT CAST(count(*) AS UBIGINT) FROM " DG_DB_QLOG_TABLE, NULL, 0,
                      false, false, &count, err);
-        if (rc == DG_OK && count > max_rows) {
-            rc = run_one(db, con,
-                         "DELETE FROM " DG_DB_QLOG_TABLE
-                         " WHERE rowid IN (SELECT rowid FROM " DG_DB_QLOG_TABLE
-                         " ORDER BY ts DESC, seq DESC OFFSET $1)",
-                         NULL, (int64_t)max_rows, true, true, &n, err);
+    }
+    if (rc == DG_OK && max_rows > 0 && count > max_rows) {
+        rc = keep_newest(db, con, max_rows, &n, err);
+        *out_deleted += n;
+        count = max_rows;
+    }
+    if (rc == DG_OK && max_bytes > 0 && count > 0) {
+        /* The size cap: the blocks the store's file uses. Over it (and over size_floor, what a
+         * trim could not get below: the table's fixed share of blocks), keep the newest rows
+         * that 80% of the cap held at the current bytes per row, and checkpoint so the row
+         * groups of the deleted rows are given back (the file is reused, not shrunk). */
+        const char *used_sql =
+            "SELECT CAST(used_blocks * block_size AS UBIGINT) FROM pragma_database_size() "
+            "WHERE database_name = current_database()";
+        uint64_t used = 0;
+        rc = run_one(db, con, used_sql, NULL, 0, false, false, &used, err);
+        *out_used = used;
+        if (rc == DG_OK && used > max_bytes && used > size_floor) {
+            double per_row = (double)used / (double)count;
+            uint64_t keep = (uint64_t)((double)max_bytes * 0.8 / per_row);
+            /* However small the cap, the newest rows stay: an admin looking at the log after
+             * a tiny cap should still see the last queries. */
+            keep = keep < MIN_KEEP_ROWS ? MIN_KEEP_ROWS : keep;
+            rc = keep_newest(db, con, keep, &n, err);
             *out_deleted += n;
+            uint64_t ignored = 0;
+            if (rc == DG_OK) {
+                rc = run_one(db, con, "CHECKPOINT", NULL, 0, false, true, &ignored, err);
+            }
+            if (rc == DG_OK) {
+                rc = run_one(db, con, used_sql, NULL, 0, false, false, out_used, err);
+            }
         }
     }
     duckdb_disconnect(&con);

@@ -43,9 +43,14 @@ dg_rc_t dg_db_qlog_append(dg_db_t *db, const char *front, const json_t *rows, ui
                           bool *io_known, size_t *out_appended, dg_error_t *err);
 
 /* Retention: deletes the rows older than cutoff_ms (Unix ms; 0 = no age limit), then all but the
- * newest max_rows rows (0 = no row limit). *out_deleted gets the rows deleted.
+ * newest max_rows rows (0 = no row limit), then, when the store's file uses more than max_bytes
+ * (0 = no size limit) and more than size_floor, the oldest rows until 80% of it would hold the
+ * rest, and checkpoints. *out_deleted gets the rows deleted, *out_used the bytes of blocks the
+ * file uses at the end (0 without a size limit): a caller passes it back as size_floor while it
+ * is over max_bytes, so a cap below what the table needs anyway does not delete on every call.
  * DG_INTERNAL / DG_SQL_ERROR when DuckDB refused. */
-dg_rc_t dg_db_qlog_retain(dg_db_t *db, int64_t cutoff_ms, uint64_t max_rows, uint64_t *out_deleted,
+dg_rc_t dg_db_qlog_retain(dg_db_t *db, int64_t cutoff_ms, uint64_t max_rows, uint64_t max_bytes,
+                          uint64_t size_floor, uint64_t *out_deleted, uint64_t *out_used,
                           dg_error_t *err);
 
 /* The listing query of GET /api/admin/queries, newest first, for dg_db_query_start in

@@ -1,7 +1,8 @@
 /* The query log inside engine 0 (see engine_qlog.h): opening the store on first use, appends
  * with retention, and the parameters of the listing query.
  *
- * Retention: the row cap is checked after every append (a count is cheap in DuckDB); the age
+ * Retention: the row and size caps are checked after every append (a count and the file's
+ * used blocks are cheap in DuckDB); the age
  * limit is swept on the first append of the process and then at most once a minute, since
  * retention is counted in days. */
 #include "engine/engine_qlog.h"
@@ -28,6 +29,7 @@ static struct {
     uint64_t last_seq;
     bool is_known; /* last_seq was read from the table for this front */
     int64_t next_age_sweep_ms;
+    uint64_t size_floor; /* blocks a size trim could not get under max_bytes (0 = none) */
 } st = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* Opens the store from req's path. Called with st.mu held. */
@@ -90,21 +92,25 @@ static uint64_t retain_locked(const json_t *req)
 {
     int64_t days = int_or(req, "retention_days", 0);
     int64_t max_rows = int_or(req, "max_rows", 0);
+    int64_t max_bytes = int_or(req, "max_bytes", 0);
     int64_t now = dg_now_ms();
     int64_t cutoff = 0;
     if (days > 0 && now >= st.next_age_sweep_ms) {
         cutoff = dg_wall_ms() - days * MS_PER_DAY;
         st.next_age_sweep_ms = now + AGE_SWEEP_MS;
     }
-    if (cutoff <= 0 && max_rows <= 0) {
+    if (cutoff <= 0 && max_rows <= 0 && max_bytes <= 0) {
         return 0;
     }
-    uint64_t deleted = 0;
+    uint64_t deleted = 0, used = 0;
     dg_error_t err;
     dg_error_clear(&err);
-    if (dg_db_qlog_retain(st.db, cutoff, max_rows > 0 ? (uint64_t)max_rows : 0, &deleted, &err) !=
-        DG_OK) {
+    uint64_t cap = max_bytes > 0 ? (uint64_t)max_bytes : 0;
+    if (dg_db_qlog_retain(st.db, cutoff, max_rows > 0 ? (uint64_t)max_rows : 0, cap, st.size_floor,
+                          &deleted, &used, &err) != DG_OK) {
         DG_LOGW(MOD, "query log retention failed: %s", err.msg);
+    } else if (cap > 0) {
+        st.size_floor = used > cap ? used : 0;
     }
     return deleted;
 }

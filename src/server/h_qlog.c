@@ -60,9 +60,10 @@ static dg_rc_t ship(void *ctx, const char *rows, size_t rows_len, uint64_t last_
         dg_buf_printf(&req,
                       "{\"id\":\"qlog-%s\",\"kind\":\"qlog_append\",\"path\":%s,"
                       "\"front\":\"%s\",\"retention_days\":%d,\"max_rows\":%llu,"
-                      "\"timeout_ms\":%d,\"rows\":",
+                      "\"max_bytes\":%llu,\"timeout_ms\":%d,\"rows\":",
                       ql->front, ql->path_json, ql->front, s->cfg->query_log_retention_days,
-                      (unsigned long long)s->cfg->query_log_max_rows, APPEND_TIMEOUT_MS);
+                      (unsigned long long)s->cfg->query_log_max_rows,
+                      (unsigned long long)s->cfg->query_log_max_bytes, APPEND_TIMEOUT_MS);
     if (rc == DG_OK) {
         rc = dg_buf_append(&req, rows, rows_len);
     }

@@ -214,8 +214,8 @@ static void test_retention(void **state)
     assert_int_equal(dg_db_qlog_append(db, "frontR", batch, &last, &known, &n, &err), DG_OK);
     assert_int_equal(n, 5);
     json_decref(batch);
-    uint64_t deleted = 0;
-    assert_int_equal(dg_db_qlog_retain(db, now - 30 * day, 0, &deleted, &err), DG_OK);
+    uint64_t deleted = 0, used = 0;
+    assert_int_equal(dg_db_qlog_retain(db, now - 30 * day, 0, 0, 0, &deleted, &used, &err), DG_OK);
     assert_int_equal(deleted, 2);
     ids = list(db, "", 0, 999, 0, 1000, &cnt);
     assert_int_equal(cnt, before + 3);
@@ -223,15 +223,72 @@ static void test_retention(void **state)
     assert_null(strstr(ids, "req-102"));
     free(ids);
     /* Row cap: only the newest 2 stay. */
-    assert_int_equal(dg_db_qlog_retain(db, 0, 2, &deleted, &err), DG_OK);
+    assert_int_equal(dg_db_qlog_retain(db, 0, 2, 0, 0, &deleted, &used, &err), DG_OK);
     assert_int_equal(deleted, before + 1);
     ids = list(db, "", 0, 999, 0, 1000, &cnt);
     assert_int_equal(cnt, 2);
     assert_string_equal(ids, "req-105,req-104");
     free(ids);
     /* Under the cap: nothing happens. */
-    assert_int_equal(dg_db_qlog_retain(db, 0, 10, &deleted, &err), DG_OK);
+    assert_int_equal(dg_db_qlog_retain(db, 0, 10, 0, 0, &deleted, &used, &err), DG_OK);
     assert_int_equal(deleted, 0);
+    dg_db_close(db);
+}
+
+/* Size cap: over max_bytes the oldest rows go and the store checkpoints. A cap below what the
+ * table needs anyway (its fixed share of blocks) is not chased: the caller passes the size a
+ * trim reached back as the floor, so later calls delete nothing until the log grows past it.
+ * The log is never emptied and the newest row stays. */
+static void test_retention_by_size(void **state)
+{
+    (void)state;
+    dg_db_t *db = open_store();
+    uint64_t last = 0;
+    bool known = false;
+    dg_error_t err;
+    dg_error_clear(&err);
+    int64_t now = dg_wall_ms();
+    const uint64_t total = 200000, base = 1000000;
+    for (uint64_t b = 0; b < total; b += 10000) {
+        json_t *batch = json_array();
+        for (uint64_t i = b; i < b + 10000; i++) {
+            json_t *r = row(base + i, now + (int64_t)i, "main", 200, i);
+            char q[96];
+            snprintf(q, sizeof q, "SELECT %llu AS n, %llu * 7 AS m -- %llx", (unsigned long long)i,
+                     (unsigned long long)i, (unsigned long long)(i * 2654435761u));
+            json_object_set_new(r, "query", json_string(q));
+            json_array_append_new(batch, r);
+        }
+        size_t n = 0;
+        assert_int_equal(dg_db_qlog_append(db, "frontS", batch, &last, &known, &n, &err), DG_OK);
+        assert_int_equal(n, 10000);
+        json_decref(batch);
+    }
+    uint64_t deleted = 0, used = 0, before = 0;
+    /* A cap far above: nothing goes. */
+    assert_int_equal(dg_db_qlog_retain(db, 0, 0, (uint64_t)1 << 40, 0, &deleted, &before, &err),
+                     DG_OK);
+    assert_int_equal(deleted, 0);
+    assert_true(before > ((uint64_t)1 << 21));
+    /* 2 MiB: the oldest rows go and the file's used blocks shrink. */
+    const uint64_t cap = (uint64_t)1 << 21;
+    assert_int_equal(dg_db_qlog_retain(db, 0, 0, cap, 0, &deleted, &used, &err), DG_OK);
+    assert_true(deleted > 0 && deleted < total);
+    assert_true(used < before);
+    uint64_t floor = used > cap ? used : 0;
+    /* Settled: the next calls, with the floor fed back, delete nothing. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(dg_db_qlog_retain(db, 0, 0, cap, floor, &deleted, &used, &err), DG_OK);
+        assert_int_equal(deleted, 0);
+        floor = used > cap ? used : 0;
+    }
+    size_t cnt = 0;
+    char *ids = list(db, "", 0, 999, 0, 1, &cnt);
+    char newest[32];
+    snprintf(newest, sizeof newest, "req-%llu", (unsigned long long)(base + total - 1));
+    assert_int_equal(cnt, 1);
+    assert_string_equal(ids, newest);
+    free(ids);
     dg_db_close(db);
 }
 
@@ -332,9 +389,8 @@ static void test_upgrade_old_table(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_append_dedup_list),
-        cmocka_unit_test(test_retention),
-        cmocka_unit_test(test_bad_batches),
+        cmocka_unit_test(test_append_dedup_list), cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_retention_by_size), cmocka_unit_test(test_bad_batches),
         cmocka_unit_test(test_upgrade_old_table),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
