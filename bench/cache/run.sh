@@ -88,6 +88,20 @@ echo "bench: server on $URL (engines=$ENGINES slots=$SLOTS); hit body $size byte
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 cd "$ROOT/bench/cache"
+
+# measure NAME CONNS RUN PID LUA URL: one measured wrk run (its script's environment comes from
+# the caller), appended to RESULTS with the server's CPU time (user + system ticks of PID)
+# during the run: per request it does not depend on what else the machine runs.
+measure() {
+    local name=$1 c=$2 r=$3 pid=$4 lua=$5 url=$6 cpu0 cpu1 line
+    cpu0=$(awk '{print $14 + $15}' /proc/"$pid"/stat)
+    line=$(wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency -s "$lua" "$url" | grep '^DGBENCH' || true)
+    cpu1=$(awk '{print $14 + $15}' /proc/"$pid"/stat)
+    [ -n "$line" ] || { echo "bench: wrk gave no result for $name c=$c" >&2; return 0; }
+    line="$line cpu_ticks=$((cpu1 - cpu0)) hz=$(getconf CLK_TCK) dur=${DURATION%s}"
+    echo "bench: $name c=$c run $r: ${line#DGBENCH }" >&2
+    echo "$name $c $line" >>"$RESULTS"
+}
 for c in $CONNS; do
     wrk -t"$THREADS" -c"$c" -d2s -s health.lua "$URL" >/dev/null 2>&1 || true # warm-up
     DG_HIT_PATH="$HIT_PATH" wrk -t"$THREADS" -c"$c" -d2s -s hit.lua "$URL" >/dev/null 2>&1 || true
@@ -96,16 +110,7 @@ for c in $CONNS; do
             lua=hit.lua path=$HIT_PATH
             [ "$sc" = health ] && lua=health.lua
             [ "$sc" = hit_small ] && path=$SMALL_PATH
-            # The front's CPU time (user + system ticks of the server process) during the run:
-            # per request it does not depend on what else the machine runs.
-            cpu0=$(awk '{print $14 + $15}' /proc/"$SERVER_PID"/stat)
-            line=$(DG_HIT_PATH="$path" wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency -s "$lua" "$URL" \
-                | grep '^DGBENCH' || true)
-            cpu1=$(awk '{print $14 + $15}' /proc/"$SERVER_PID"/stat)
-            [ -n "$line" ] || { echo "bench: wrk gave no result for $sc c=$c" >&2; continue; }
-            line="$line cpu_ticks=$((cpu1 - cpu0)) hz=$(getconf CLK_TCK) dur=${DURATION%s}"
-            echo "bench: $sc c=$c run $r: ${line#DGBENCH }" >&2
-            echo "$sc $c $line" >>"$RESULTS"
+            DG_HIT_PATH="$path" measure "$sc" "$c" "$r" "$SERVER_PID" "$lua" "$URL"
         done
     done
 done
@@ -162,14 +167,7 @@ for c in $LOOKUP_CONNS; do
     done
     for r in $(seq 1 "$RUNS"); do
         for sc in named sql; do
-            cpu0=$(awk '{print $14 + $15}' /proc/"$SERVER2_PID"/stat)
-            line=$(DG_LOOKUP=$sc wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency -s lookup.lua \
-                "$URL2" | grep '^DGBENCH' || true)
-            cpu1=$(awk '{print $14 + $15}' /proc/"$SERVER2_PID"/stat)
-            [ -n "$line" ] || { echo "bench: wrk gave no result for lookup $sc c=$c" >&2; continue; }
-            line="$line cpu_ticks=$((cpu1 - cpu0)) hz=$(getconf CLK_TCK) dur=${DURATION%s}"
-            echo "bench: lookup_$sc c=$c run $r: ${line#DGBENCH }" >&2
-            echo "lookup_$sc $c $line" >>"$RESULTS"
+            DG_LOOKUP=$sc measure "lookup_$sc" "$c" "$r" "$SERVER2_PID" lookup.lua "$URL2"
         done
     done
 done
