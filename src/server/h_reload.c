@@ -95,31 +95,6 @@ static bool refresh_engine(dg_server_t *s, int idx, const char *req, const char 
     return true;
 }
 
-/* True when name is listed in read_write_databases (comma-separated, spaces allowed). */
-static bool is_read_write(const dg_config_t *cfg, const char *name)
-{
-    const char *p = cfg->read_write_databases;
-    size_t len = strlen(name);
-    while (p && *p) {
-        while (*p == ' ' || *p == ',') {
-            p++;
-        }
-        const char *e = p;
-        while (*e && *e != ',') {
-            e++;
-        }
-        const char *t = e;
-        while (t > p && t[-1] == ' ') {
-            t--;
-        }
-        if ((size_t)(t - p) == len && memcmp(p, name, len) == 0) {
-            return true;
-        }
-        p = e;
-    }
-    return false;
-}
-
 static void respond_ok(dg_http_req_t *r, dg_server_t *s, int idx, bool swapped, int refreshed)
 {
     char body[256];
@@ -151,7 +126,7 @@ void dg_server__h_reload(dg_http_req_t *r, void *ctx)
         return;
     }
     const char *name = s->dbs[idx].name;
-    if (is_read_write(s->cfg, name)) {
+    if (dg_engines_is_read_write(s->cfg, name)) {
         char msg[200];
         snprintf(msg, sizeof msg,
                  "%s is served read-write: it changes by admin writes, not by swapping in a file",
