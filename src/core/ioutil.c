@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,23 +55,39 @@ dg_rc_t dg_read_all(int fd, void *p, size_t len)
     return DG_OK;
 }
 
+/* Bumped in a child after fork(), so its copy of the forking thread's pool is not reused. */
+static _Atomic unsigned fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    atomic_fetch_add(&fork_gen, 1);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
 /* Random bytes for ids, fetched 256 at a time per thread: one getrandom per request was a
- * system call on every request. Refilled after a fork, so a child never repeats its parent's. */
+ * system call on every request (and so would be a getpid per request to notice a fork). */
 static void random_bytes(unsigned char *out, size_t n)
 {
     static __thread unsigned char pool[256];
     static __thread size_t used = sizeof pool;
-    static __thread pid_t owner;
-    pid_t pid = getpid();
-    if (used + n > sizeof pool || owner != pid) {
+    static __thread unsigned gen;
+    pthread_once(&atfork_once, register_atfork);
+    unsigned now_gen = atomic_load(&fork_gen);
+    if (used + n > sizeof pool || gen != now_gen) {
         if (getrandom(pool, sizeof pool, 0) != (ssize_t)sizeof pool) {
             /* Cannot fail for 256 bytes once the pool is ready; keep a unique-ish fallback. */
+            unsigned seed = (unsigned)getpid() + (unsigned)dg_now_us();
             for (size_t i = 0; i < sizeof pool; i++) {
-                pool[i] = (unsigned char)(i * 37 + (unsigned)pid + (unsigned)dg_now_us());
+                pool[i] = (unsigned char)(i * 37 + seed);
             }
         }
         used = 0;
-        owner = pid;
+        gen = now_gen;
     }
     memcpy(out, pool + used, n);
     memset(pool + used, 0, n); /* used bytes are not kept around */

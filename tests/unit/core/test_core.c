@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -158,13 +159,59 @@ static void test_mkdir_p(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* Request ids: 16 hex digits, no repeats among many (they come from a per-thread pool of
+ * random bytes), and a forked child does not reuse the bytes its parent's pool still holds. */
+static void test_random_id(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    static char ids[N + 1][17];
+    for (int i = 0; i < N; i++) {
+        dg_random_id(ids[i]);
+        assert_int_equal(strlen(ids[i]), 16);
+        assert_int_equal(strspn(ids[i], "0123456789abcdef"), 16);
+    }
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char child[17];
+        dg_random_id(child);
+        ssize_t w = write(fds[1], child, sizeof child);
+        _exit(w == (ssize_t)sizeof child ? 0 : 1);
+    }
+    close(fds[1]);
+    char parent_next[17];
+    dg_random_id(parent_next);
+    assert_int_equal(read(fds[0], ids[N], sizeof ids[N]), (ssize_t)sizeof ids[N]);
+    close(fds[0]);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_string_not_equal(ids[N], parent_next);
+    qsort(ids, N + 1, sizeof ids[0], cmp_id);
+    for (int i = 1; i <= N; i++) {
+        assert_string_not_equal(ids[i - 1], ids[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rc_table),        cmocka_unit_test(test_error_first_wins),
-        cmocka_unit_test(test_buf_cap),         cmocka_unit_test(test_json_escape),
-        cmocka_unit_test(test_json_escape_tight_cap), cmocka_unit_test(test_str),
+        cmocka_unit_test(test_rc_table),
+        cmocka_unit_test(test_error_first_wins),
+        cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_json_escape_tight_cap),
+        cmocka_unit_test(test_str),
         cmocka_unit_test(test_mkdir_p),
+        cmocka_unit_test(test_random_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
