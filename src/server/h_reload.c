@@ -117,23 +117,28 @@ int dg_server__admin_db(dg_server_t *s, dg_http_req_t *r)
     return idx;
 }
 
+int dg_server__admin_file_db(dg_server_t *s, dg_http_req_t *r, const char *why)
+{
+    int idx = dg_server__admin_db(s, r);
+    if (idx >= 0 && dg_engines_is_read_write(s->cfg, s->dbs[idx].name)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s is served read-write: %s", s->dbs[idx].name, why);
+        dg_http_respond_error(r, DG_BAD_REQUEST, msg, r->id, 0);
+        return -1;
+    }
+    return idx;
+}
+
 void dg_server__h_reload(dg_http_req_t *r, void *ctx)
 {
     dg_server_t *s = ctx;
     const char *qid = r->id;
-    int idx = dg_server__admin_db(s, r);
+    int idx =
+        dg_server__admin_file_db(s, r, "it changes by admin writes, not by swapping in a file");
     if (idx < 0) {
         return;
     }
     const char *name = s->dbs[idx].name;
-    if (dg_engines_is_read_write(s->cfg, name)) {
-        char msg[200];
-        snprintf(msg, sizeof msg,
-                 "%s is served read-write: it changes by admin writes, not by swapping in a file",
-                 name);
-        dg_http_respond_error(r, DG_BAD_REQUEST, msg, qid, 0);
-        return;
-    }
     dg_error_t err;
     dg_error_clear(&err);
     char *check = swap_req(qid, "swap_check", name);

@@ -89,20 +89,13 @@ void dg_server__h_stage(dg_http_req_t *r, void *ctx)
 {
     dg_server_t *s = ctx;
     const char *qid = r->id;
-    int idx = dg_server__admin_db(s, r);
+    int idx = dg_server__admin_file_db(s, r, "it has no staging copy (run jobs on it directly)");
     if (idx < 0) {
         return;
     }
     const char *name = s->dbs[idx].name;
     dg_error_t err;
     dg_error_clear(&err);
-    if (dg_engines_is_read_write(s->cfg, name)) {
-        char msg[200];
-        snprintf(msg, sizeof msg,
-                 "%s is served read-write: it has no staging copy (run jobs on it directly)", name);
-        dg_http_respond_error(r, DG_BAD_REQUEST, msg, qid, 0);
-        return;
-    }
     bool is_create = r->method == DG_HTTP_POST;
     long long bytes = 0;
     bool existed = false;

@@ -155,6 +155,9 @@ void dg_server__run_on_slot_opts(dg_server_t *s, dg_http_req_t *r, const char *q
 /* The database {db} (capture 0) of an admin route: admits the caller as admin and resolves the
  * name. Returns its index, or -1 when the answer (401/403/404) was sent already. */
 int dg_server__admin_db(dg_server_t *s, dg_http_req_t *r);
+/* dg_server__admin_db for routes that work on a database's file (reload, staging): a database
+ * served read-write is answered 400 "<db> is served read-write: <why>" and gives -1. */
+int dg_server__admin_file_db(dg_server_t *s, dg_http_req_t *r, const char *why);
 
 /* One request's cache state, from before the slot is leased until the response is freed.
  * Confined to the request's connection thread. */

@@ -360,6 +360,26 @@ class Server:
     def request(self, method, path, timeout=30, **kw):
         return requests.request(method, self.url(path), timeout=timeout, **kw)
 
+    def use_keys_file(self):
+        """Points the `KEYS` placeholder of the server's arguments at <dir>/keys.json (before
+        start()); returns that path for `add_key`."""
+        path = os.path.join(self.dir, "keys.json")
+        self.args[self.args.index("KEYS")] = path
+        return path
+
+    def wait_job(self, jid, headers, states=("done", "failed", "cancelled"), timeout=60.0,
+                 poll=0.02):
+        """Polls GET /api/admin/jobs/{jid} until its state is one of states; returns the job."""
+        end = time.monotonic() + timeout
+        while True:
+            r = self.get("/api/admin/jobs/" + jid, headers=headers)
+            assert r.status_code == 200, r.text
+            j = r.json()
+            if j["state"] in states:
+                return j
+            assert time.monotonic() < end, "job %s stayed %s (want %s)" % (jid, j["state"], states)
+            time.sleep(poll)
+
     def query(self, db, sql, params=None, timeout_ms=None, fmt=None, timeout=60, headers=None):
         """POST /api/query/{db} with a JSON body."""
         body = {"sql": sql}

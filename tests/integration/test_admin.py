@@ -35,8 +35,7 @@ def start_admin_server(make_server, binary, fixtures, extra=(), engines=2, slots
     s = make_server(dbs=("main", "other", "rwdb"), engines=engines, slots=slots, start=False,
                     extra=["--auth", "on", "--keys-file", "KEYS",
                            "--read-write-databases", "rwdb"] + list(extra))
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     s.keys = {
         "admin": add_key(binary, path, "admin"),
         "admin_main": add_key(binary, path, "admin", "--db", "main", "--name", "adm-main"),

@@ -69,8 +69,7 @@ MATRIX = {
 @pytest.fixture(scope="module")
 def auth_server(make_server, binary):
     s = make_server(start=False, extra=["--auth", "on", "--keys-file", "KEYS"])
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     ks = {
         "admin": add_key(binary, path, "admin"),
         "analyst": add_key(binary, path, "analyst", "--name", "ana"),

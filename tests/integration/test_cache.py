@@ -65,8 +65,7 @@ def start(make_server, binary, fixtures, extra=(), engines=2, slots=2):
         with open(os.path.join(qdir, rel), "w") as f:
             f.write(text)
     s.args[s.args.index("QDIR")] = qdir
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     s.keys = {
         "admin": add_key(binary, path, "admin"),
         "analyst": add_key(binary, path, "analyst"),

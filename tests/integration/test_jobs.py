@@ -28,8 +28,7 @@ def start_jobs_server(make_server, binary, fixtures):
     s = make_server(dbs=("main", "jobsdb"), engines=2, slots=2, start=False,
                     extra=["--auth", "on", "--keys-file", "KEYS", "--max-jobs", str(MAX_JOBS),
                            "--read-write-databases", "jobsdb"])
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     s.keys = {"admin": add_key(binary, path, "admin"),
               "analyst": add_key(binary, path, "analyst"), "anonymous": None}
     return s.start()
@@ -73,13 +72,7 @@ def state(s, jid):
 
 
 def wait_state(s, jid, states, timeout=60.0):
-    end = time.monotonic() + timeout
-    while True:
-        j = state(s, jid)
-        if j["state"] in states:
-            return j
-        assert time.monotonic() < end, "job %s stayed %s (want %s)" % (jid, j["state"], states)
-        time.sleep(0.05)
+    return s.wait_job(jid, h(s), states, timeout, poll=0.05)
 
 
 def cancel(s, jid):
@@ -305,8 +298,7 @@ def test_finished_jobs_are_forgotten_after_their_retention(make_server, binary, 
     # GET itself must forget it, not only the listing) and no longer listed.
     s = make_server(dbs=("main",), engines=1, slots=2, start=False,
                     extra=["--auth", "on", "--keys-file", "KEYS", "--job-retention-s", "2"])
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     s.keys = {"admin": add_key(binary, path, "admin")}
     s.start()
     try:

@@ -328,8 +328,7 @@ def test_format_by_accept(srv):
 def test_roles(make_server, binary):
     s = make_server(dbs=("main", "other"), start=False,
                     extra=["--auth", "on", "--keys-file", "KEYS", "--queries-dir", "QDIR"])
-    keys = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = keys
+    keys = s.use_keys_file()
     s.qdir = os.path.join(s.dir, "queries")
     shutil.copytree(QUERIES, s.qdir)
     s.args[s.args.index("QDIR")] = s.qdir

@@ -45,8 +45,7 @@ def make_log_server(make_server, binary, extra=(), engines=2, more_keys=None, na
         qdir = os.path.join(s.dir, "queries")
         shutil.copytree(os.path.join(HERE, "named_queries"), qdir)
         s.args[s.args.index("QDIR")] = qdir
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     s.keys = {
         "admin": add_key(binary, path, "admin"),
         "analyst": add_key(binary, path, "analyst"),
@@ -244,14 +243,7 @@ def test_cache_hits_are_logged(qs):
 
 
 def wait_job(s, jid, timeout=60.0):
-    end = time.monotonic() + timeout
-    while True:
-        r = s.get("/api/admin/jobs/" + jid, headers=auth(s.keys["admin"]))
-        assert r.status_code == 200, r.text
-        if r.json()["state"] in ("done", "failed", "cancelled"):
-            return r.json()
-        assert time.monotonic() < end, "job %s did not finish: %s" % (jid, r.text)
-        time.sleep(0.05)
+    return s.wait_job(jid, auth(s.keys["admin"]), timeout=timeout, poll=0.05)
 
 
 def submit_job(s, text, db="main"):

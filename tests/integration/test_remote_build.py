@@ -43,8 +43,7 @@ def srv(make_server, fixtures, binary):
     fixtures.build(DB, BASE_SQL)
     s = make_server(dbs=(DB, "main"), engines=2, slots=2, start=False,
                     extra=["--auth", "on", "--keys-file", "KEYS", "--max-jobs", "2"])
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     s.admin = add_key(binary, path, "admin")
     s.analyst = add_key(binary, path, "analyst")
     s.start()
@@ -108,13 +107,7 @@ def job(srv, jid):
 
 
 def wait_job(srv, jid, states, timeout=30.0):
-    end = time.monotonic() + timeout
-    while True:
-        j = job(srv, jid)
-        if j["state"] in states:
-            return j
-        assert time.monotonic() < end, "job %s stayed %s" % (jid, j["state"])
-        time.sleep(0.02)
+    return srv.wait_job(jid, hdr(srv.admin), states, timeout)
 
 
 # ---- the command ----------------------------------------------------------------------------

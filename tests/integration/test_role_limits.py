@@ -36,8 +36,7 @@ def srv(make_server, binary, jk):
         "--analyst-max-result-bytes", "4KiB", "--analyst-max-concurrent", "1",
         "--viewer-databases", "main,types", "--keys-file", "KEYS"]
     s = make_server(start=False, engines=2, slots=2, extra=flags)
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     s.k = {
         "viewer": keys_add(binary, path, "viewer"),
         "viewer_other": keys_add(binary, path, "viewer", "--db", "other"),
@@ -166,8 +165,7 @@ def test_rates_per_role(make_server, binary):
     s = make_server(start=False, extra=[
         "--auth", "on", "--rate-limit", "on", "--rate-burst-per-s", "50",
         "--viewer-rate-burst-per-s", "2", "--viewer-rate-per-min", "1000", "--keys-file", "KEYS"])
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     viewer = keys_add(binary, path, "viewer")
     analyst = keys_add(binary, path, "analyst")
     s.start()
@@ -202,8 +200,7 @@ def test_capabilities_per_role(make_server, binary):
         "--auth", "on", "--public-role", "analyst", "--keys-file", "KEYS",
         "--analyst-capabilities", "named,catalog", "--viewer-capabilities", "named",
         "--public-capabilities", "catalog", "--admin-capabilities", "admin, sql"])
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     viewer = keys_add(binary, path, "viewer")
     analyst = keys_add(binary, path, "analyst")
     admin = keys_add(binary, path, "admin")

@@ -90,13 +90,12 @@ def jk(tmp_path_factory):
 def _start(make_server, binary, jk, public_role):
     s = make_server(start=False, extra=jk.server_flags(jwks=False) + [
         "--public-role", public_role, "--keys-file", "KEYS", "--queries-dir", "QDIR"])
-    path = os.path.join(s.dir, "keys.json")
+    path = s.use_keys_file()
     qdir = os.path.join(s.dir, "queries")
     os.makedirs(os.path.join(qdir, "main"))
     for name, text in NAMED.items():
         with open(os.path.join(qdir, "main", name), "w") as f:
             f.write(text)
-    s.args[s.args.index("KEYS")] = path
     s.args[s.args.index("QDIR")] = qdir
     creds = {
         "anon": None,

@@ -28,8 +28,7 @@ def srv(make_server, fixtures, binary):
     fixtures.build(DB, table_sql(1))
     s = make_server(dbs=(DB,), engines=2, slots=2, start=False,
                     extra=["--auth", "on", "--keys-file", "KEYS"])
-    path = os.path.join(s.dir, "keys.json")
-    s.args[s.args.index("KEYS")] = path
+    path = s.use_keys_file()
     s.admin = add_key(binary, path, "admin")
     s.analyst = add_key(binary, path, "analyst")
     s.start()
